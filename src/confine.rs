@@ -1,0 +1,185 @@
+//! The child: irreversible steps in one fixed order, then exec. Nothing here depends on input
+//! that was not already checked by `plan`; a failure is reported as `{step, errno}` and the child
+//! `_exit`s.
+//!
+//! The order is minijail's, and each step says why it sits where it does.
+
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+
+use crate::identity::Mode;
+use crate::plan::Plan;
+use crate::report::{self, Step};
+
+type StepResult = Result<(), (Step, Errno)>;
+
+fn at<E: Into<Errno>>(step: Step) -> impl FnOnce(E) -> (Step, Errno) {
+    move |e| (step, e.into())
+}
+
+/// The caps crate loses the errno in a string; EPERM is what these calls fail with.
+fn caps_err(step: Step) -> impl FnOnce(caps::errors::CapsError) -> (Step, Errno) {
+    move |_| (step, Errno::EPERM)
+}
+
+/// Run the steps and exec; on failure report and `_exit`. Never returns.
+pub fn enter(plan: &mut Plan, report_fd: OwnedFd, parent: Pid, mask: &SigSet) -> ! {
+    let err = match steps(plan, parent, mask) {
+        Ok(()) => (Step::Exec, Errno::EINVAL),
+        Err(e) => e,
+    };
+    report::send(&report_fd, err.0, err.1);
+    crate::sys::exit_now(match (err.0, err.1) {
+        (Step::Exec, Errno::ENOENT) => 127,
+        (Step::Exec, _) => 126,
+        _ => 71,
+    })
+}
+
+fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
+    let root = plan.identity.mode == Mode::Root;
+    // Rootless can clear the bounding set only when it happens to hold CAP_SETPCAP.
+    let clear_bounding = root || crate::capabilities::has_setpcap();
+
+    // 1. Own process group, and the terminal's foreground when we have one, so Ctrl-C and job
+    //    control reach the server as under a shell. All signals are still blocked, so
+    //    tcsetpgrp from the background cannot stop us with SIGTTOU.
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(at(Step::ProcessGroup))?;
+    let stdin = std::io::stdin();
+    if nix::unistd::isatty(&stdin).unwrap_or(false)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|g| Ok(g) == nix::unistd::getpgid(Some(parent)))
+    {
+        let _ = nix::unistd::tcsetpgrp(&stdin, nix::unistd::getpid());
+    }
+
+    // 2. Default dispositions for everything the parent may have set (Rust ignores SIGPIPE; the
+    //    supervisor's handlers would write into its self-pipe), then the mask stockade started
+    //    with: both survive execve otherwise.
+    for sig in Signal::iterator() {
+        if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            let _ = crate::sys::default_disposition(sig as i32);
+        }
+    }
+    for sig in crate::sys::rt_signals() {
+        let _ = crate::sys::default_disposition(sig);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .map_err(at(Step::Signals))?;
+
+    // 3. Only 0, 1, 2 and the profile's pass_fds reach the server.
+    crate::sys::cloexec_range(3, u32::MAX).map_err(at(Step::Fds))?;
+    for fd in &plan.supervise.pass_fds {
+        nix::fcntl::fcntl(
+            crate::sys::borrow_fd(*fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(at(Step::Fds))?;
+    }
+
+    // 4. rlimits while still privileged: raising a hard limit needs CAP_SYS_RESOURCE.
+    for r in &plan.rlimits {
+        let v = r.value.unwrap_or(nix::libc::RLIM_INFINITY);
+        nix::sys::resource::setrlimit(r.resource, v, v).map_err(at(Step::Rlimits))?;
+    }
+
+    if root {
+        // 5. securebits, locked, while we hold CAP_SETPCAP: no root privilege on exec, no
+        //    keep-caps, no ambient raise (unless the profile keeps capabilities).
+        let bits = if plan.keep_caps.is_empty() {
+            crate::sys::SECUREBITS_LOCKED
+        } else {
+            0b11 // SECBIT_NOROOT | SECBIT_NOROOT_LOCKED; keep-caps is needed for the handover
+        };
+        crate::sys::set_securebits(bits).map_err(at(Step::Securebits))?;
+        if !plan.keep_caps.is_empty() {
+            caps::securebits::set_keepcaps(true).map_err(caps_err(Step::Securebits))?;
+        }
+        // 6. Bounding set, before the uid change: dropping needs CAP_SETPCAP.
+        crate::capabilities::drop_bounding(&plan.keep_caps).map_err(caps_err(Step::BoundingSet))?;
+        // 7. groups → gid → uid: each call needs a capability the next one removes. setres*
+        //    so no saved id can bring root back.
+        let groups: Vec<Gid> = plan
+            .identity
+            .groups
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups).map_err(at(Step::Groups))?;
+        let g = Gid::from_raw(plan.identity.gid);
+        nix::unistd::setresgid(g, g, g).map_err(at(Step::Gid))?;
+        let u = Uid::from_raw(plan.identity.uid);
+        nix::unistd::setresuid(u, u, u).map_err(at(Step::Uid))?;
+    } else if clear_bounding {
+        crate::capabilities::drop_bounding(&[]).map_err(caps_err(Step::BoundingSet))?;
+    }
+
+    // 8. The other four sets to exactly the keep list (empty by default).
+    crate::capabilities::set_all(&plan.keep_caps).map_err(caps_err(Step::Capabilities))?;
+
+    // 9. Read everything back; a mismatch means the kernel did not do what we asked.
+    verify_identity(plan, root, clear_bounding)
+        .map_err(|_| (Step::VerifyIdentity, Errno::EPERM))?;
+
+    // 10. Parent-death signal after the credential change (which clears it), then make sure the
+    //     parent did not die before it was set.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at(Step::ParentDeath))?;
+    if nix::unistd::getppid() != parent {
+        return Err((Step::ParentDeath, Errno::ESRCH));
+    }
+
+    // 11. chdir as the target user, so an untraversable directory fails here, loudly.
+    nix::unistd::chdir(&plan.cwd).map_err(at(Step::Chdir))?;
+
+    // 12. no_new_privs: required by Landlock and seccomp, and no exec may gain privileges.
+    nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivs))?;
+    if !nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        return Err((Step::NoNewPrivs, Errno::EPERM));
+    }
+
+    // 13. Landlock, with the ruleset the parent built; fail closed unless the kernel enforced
+    //     what the plan promised.
+    if let Some(ruleset) = plan.landlock.ruleset.take() {
+        let status = ruleset
+            .restrict_self()
+            .map_err(|_| (Step::Landlock, Errno::last()))?;
+        if !status.no_new_privs
+            || !crate::landlock_policy::status_acceptable(&plan.landlock, &status)
+        {
+            return Err((Step::Landlock, Errno::EOPNOTSUPP));
+        }
+    } else {
+        return Err((Step::Landlock, Errno::EINVAL));
+    }
+
+    // 14. seccomp last: from here on only the filter's syscalls exist, and it stays for the
+    //     server.
+    crate::seccomp_policy::install(&plan.seccomp).map_err(|e| (Step::Seccomp, e))?;
+
+    // 15. exec, by absolute path, with the planned environment only.
+    let e = nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err();
+    Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
+}
+
+fn verify_identity(plan: &Plan, root: bool, bounding_checked: bool) -> Result<(), ()> {
+    let u = nix::unistd::getresuid().map_err(drop)?;
+    let g = nix::unistd::getresgid().map_err(drop)?;
+    let ids_ok = [u.real, u.effective, u.saved]
+        .iter()
+        .all(|x| x.as_raw() == plan.identity.uid && !x.is_root())
+        && [g.real, g.effective, g.saved]
+            .iter()
+            .all(|x| x.as_raw() == plan.identity.gid && x.as_raw() != 0);
+    let groups_ok = !root
+        || nix::unistd::getgroups().is_ok_and(|have| {
+            have.iter().map(|g| g.as_raw()).collect::<Vec<_>>() == plan.identity.groups
+        });
+    let caps_ok = crate::capabilities::verify(&plan.keep_caps, bounding_checked);
+    if ids_ok && groups_ok && caps_ok {
+        Ok(())
+    } else {
+        Err(())
+    }
+}

@@ -1,0 +1,435 @@
+//! Landlock: profile → ruleset (created in the parent), restriction (in the child).
+//!
+//! Rights are grouped into features by the ABI that introduced them. A feature the profile does
+//! not list as best-effort is a hard requirement: if the kernel lacks it, stockade refuses to
+//! start and says which right and which kernel. Best-effort features that are missing are
+//! reported at start and by the dry run.
+
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, RestrictionStatus, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+    RulesetStatus, Scope,
+};
+
+use crate::error::{Error, Result};
+use crate::profile::{LandlockSection, Loaded, PathEntry};
+
+/// The newest ABI whose rights stockade handles; raise it on purpose, with tests.
+pub const ABI_PIN: ABI = ABI::V6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Filesystem access control (execute, read, write, create, remove).
+    Fs,
+    /// Renaming and linking across directories (`refer`).
+    Refer,
+    /// `truncate`.
+    Truncate,
+    /// TCP bind and connect by port.
+    Tcp,
+    /// ioctl on device files.
+    IoctlDev,
+    /// Abstract unix socket scoping.
+    ScopeAbstractUnix,
+    /// Signal scoping.
+    ScopeSignal,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 7] = [
+        Feature::Fs,
+        Feature::Refer,
+        Feature::Truncate,
+        Feature::Tcp,
+        Feature::IoctlDev,
+        Feature::ScopeAbstractUnix,
+        Feature::ScopeSignal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Fs => "fs",
+            Feature::Refer => "refer",
+            Feature::Truncate => "truncate",
+            Feature::Tcp => "tcp",
+            Feature::IoctlDev => "ioctl_dev",
+            Feature::ScopeAbstractUnix => "scope_abstract_unix",
+            Feature::ScopeSignal => "scope_signal",
+        }
+    }
+
+    /// The Landlock ABI that introduced the feature.
+    pub fn abi(self) -> u8 {
+        match self {
+            Feature::Fs => 1,
+            Feature::Refer => 2,
+            Feature::Truncate => 3,
+            Feature::Tcp => 4,
+            Feature::IoctlDev => 5,
+            Feature::ScopeAbstractUnix | Feature::ScopeSignal => 6,
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Feature> {
+        Feature::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// Whether this kernel supports one feature, and whether the profile requires it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeatureStatus {
+    pub feature: Feature,
+    pub abi: u8,
+    pub required: bool,
+    pub supported: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access3 {
+    ReadOnly,
+    ReadExec,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PathRule {
+    pub path: PathBuf,
+    pub access: Access3,
+    pub rights: Vec<String>,
+    /// Where the rule came from: the profile, or a server flag.
+    pub origin: String,
+}
+
+#[derive(Debug)]
+pub struct LandlockPlan {
+    pub rules: Vec<PathRule>,
+    pub bind_tcp: Vec<u16>,
+    pub connect_tcp: Vec<u16>,
+    pub scopes: Vec<Feature>,
+    pub features: Vec<FeatureStatus>,
+    pub kernel_abi: i32,
+    pub skipped_optional: Vec<PathBuf>,
+    /// Built only for a real run; moved into the child.
+    pub ruleset: Option<RulesetCreated>,
+}
+
+impl LandlockPlan {
+    pub fn missing_required(&self) -> Vec<&FeatureStatus> {
+        self.features
+            .iter()
+            .filter(|f| f.required && !f.supported)
+            .collect()
+    }
+    pub fn missing_best_effort(&self) -> Vec<&FeatureStatus> {
+        self.features
+            .iter()
+            .filter(|f| !f.required && !f.supported)
+            .collect()
+    }
+}
+
+fn rights(access: Access3) -> BitFlags<AccessFs> {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    match access {
+        Access3::ReadOnly => read,
+        Access3::ReadExec => read | AccessFs::Execute,
+        Access3::ReadWrite => {
+            read | AccessFs::WriteFile
+                | AccessFs::RemoveDir
+                | AccessFs::RemoveFile
+                | AccessFs::MakeDir
+                | AccessFs::MakeReg
+                | AccessFs::MakeSock
+                | AccessFs::MakeFifo
+                | AccessFs::MakeSym
+                | AccessFs::Refer
+                | AccessFs::Truncate
+                | AccessFs::IoctlDev
+        }
+    }
+}
+
+fn right_names(access: BitFlags<AccessFs>) -> Vec<String> {
+    access
+        .iter()
+        .map(|a| {
+            let s = format!("{a:?}");
+            // CamelCase → snake_case for display.
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        })
+        .collect()
+}
+
+/// One feature's rights, handled in isolation with a hard requirement: Ok means supported.
+fn probe(feature: Feature) -> bool {
+    let hard = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    let r = match feature {
+        Feature::Fs => hard.handle_access(AccessFs::from_all(ABI::V1)),
+        Feature::Refer => hard.handle_access(AccessFs::Refer),
+        Feature::Truncate => hard.handle_access(AccessFs::Truncate),
+        Feature::IoctlDev => hard.handle_access(AccessFs::IoctlDev),
+        Feature::Tcp => hard.handle_access(AccessNet::from_all(ABI::V4)),
+        Feature::ScopeAbstractUnix => hard.scope(Scope::AbstractUnixSocket),
+        Feature::ScopeSignal => hard.scope(Scope::Signal),
+    };
+    r.and_then(|r| r.create()).is_ok()
+}
+
+/// Extra rules derived from server flags (e.g. Triton's model repositories).
+#[derive(Debug, Default, Clone)]
+pub struct ExtraRules {
+    pub rules: Vec<(PathBuf, Access3, String)>,
+    pub bind_tcp: Vec<u16>,
+    pub connect_tcp: Vec<u16>,
+}
+
+/// Resolve the section and the extra rules; build the ruleset when `build` (a real run).
+pub fn prepare(
+    loaded: &Loaded,
+    s: &LandlockSection,
+    extra: &ExtraRules,
+    build: bool,
+) -> Result<LandlockPlan> {
+    let mut best_effort = Vec::new();
+    for b in &s.best_effort {
+        let f = Feature::from_name(b.get_ref()).ok_or_else(|| {
+            let known: Vec<_> = Feature::ALL.iter().map(|f| f.name()).collect();
+            loaded.err(
+                b.span(),
+                format!(
+                    "unknown landlock feature '{}' (known: {})",
+                    b.get_ref(),
+                    known.join(", ")
+                ),
+            )
+        })?;
+        best_effort.push(f);
+    }
+    let scopes = match &s.scopes {
+        None => vec![Feature::ScopeAbstractUnix, Feature::ScopeSignal],
+        Some(list) => list
+            .iter()
+            .map(|x| match x.get_ref().as_str() {
+                "signal" => Ok(Feature::ScopeSignal),
+                "abstract_unix_socket" => Ok(Feature::ScopeAbstractUnix),
+                other => Err(loaded.err(
+                    x.span(),
+                    format!("unknown scope '{other}' (known: signal, abstract_unix_socket)"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+
+    let mut rules = Vec::new();
+    let mut skipped_optional = Vec::new();
+    let lists = [
+        (&s.read_only, Access3::ReadOnly),
+        (&s.read_exec, Access3::ReadExec),
+        (&s.read_write, Access3::ReadWrite),
+    ];
+    for (list, access) in lists {
+        for entry in list.iter() {
+            match resolve(loaded, entry)? {
+                Some(path) => rules.push((path, access, "profile".to_string())),
+                None => skipped_optional.push(PathBuf::from(entry.get_ref().path())),
+            }
+        }
+    }
+    for (p, a, origin) in &extra.rules {
+        let canon = std::fs::canonicalize(p).map_err(|source| Error::Missing {
+            what: format!("path from {origin}"),
+            path: p.clone(),
+            source,
+        })?;
+        rules.push((canon, *a, origin.clone()));
+    }
+    let mut bind_tcp: Vec<u16> = s.bind_tcp.iter().map(|p| *p.get_ref()).collect();
+    bind_tcp.extend(&extra.bind_tcp);
+    bind_tcp.sort_unstable();
+    bind_tcp.dedup();
+    let mut connect_tcp: Vec<u16> = s.connect_tcp.iter().map(|p| *p.get_ref()).collect();
+    connect_tcp.extend(&extra.connect_tcp);
+    connect_tcp.sort_unstable();
+    connect_tcp.dedup();
+
+    let features: Vec<FeatureStatus> = Feature::ALL
+        .into_iter()
+        .filter(|f| {
+            !matches!(f, Feature::ScopeAbstractUnix | Feature::ScopeSignal) || scopes.contains(f)
+        })
+        .map(|f| FeatureStatus {
+            feature: f,
+            abi: f.abi(),
+            required: !best_effort.contains(&f),
+            supported: probe(f),
+        })
+        .collect();
+
+    let path_rules = rules
+        .iter()
+        .map(|(path, access, origin)| PathRule {
+            path: path.clone(),
+            access: *access,
+            rights: right_names(narrow(path, rights(*access))),
+            origin: origin.clone(),
+        })
+        .collect();
+
+    let mut plan = LandlockPlan {
+        rules: path_rules,
+        bind_tcp,
+        connect_tcp,
+        scopes,
+        features,
+        kernel_abi: crate::sys::landlock_abi(),
+        skipped_optional,
+        ruleset: None,
+    };
+    if build {
+        if let Some(missing) = plan.missing_required().first() {
+            return Err(Error::Kernel(format!(
+                "landlock feature '{}' (ABI {}) is required by the profile but this kernel ({}) {}; \
+                 list it in [landlock] best_effort to run without it",
+                missing.feature.name(),
+                missing.abi,
+                crate::sys::kernel_release(),
+                match plan.kernel_abi {
+                    n if n <= 0 =>
+                        "has no Landlock (not built in or not enabled at boot)".to_string(),
+                    n => format!("offers only ABI {n}"),
+                }
+            )));
+        }
+        plan.ruleset = Some(build_ruleset(&plan, &best_effort, &rules)?);
+    }
+    Ok(plan)
+}
+
+/// Directory-only rights do not apply to a file.
+fn narrow(path: &Path, access: BitFlags<AccessFs>) -> BitFlags<AccessFs> {
+    if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(ABI_PIN)
+    }
+}
+
+fn resolve(loaded: &Loaded, entry: &PathEntry) -> Result<Option<PathBuf>> {
+    let value = entry.get_ref();
+    let path = Path::new(value.path());
+    if !path.is_absolute() {
+        return Err(loaded.err(
+            entry.span(),
+            format!("landlock path '{}' must be absolute", value.path()),
+        ));
+    }
+    match std::fs::canonicalize(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && value.optional() => Ok(None),
+        Err(source) => Err(Error::Missing {
+            what: format!("landlock path (at {})", loaded.at(entry.span())),
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn level(f: Feature, best_effort: &[Feature]) -> CompatLevel {
+    if best_effort.contains(&f) {
+        CompatLevel::BestEffort
+    } else {
+        CompatLevel::HardRequirement
+    }
+}
+
+fn kernel_err(e: impl std::fmt::Display) -> Error {
+    Error::Kernel(format!("landlock: {e}"))
+}
+
+fn build_ruleset(
+    plan: &LandlockPlan,
+    best_effort: &[Feature],
+    rules: &[(PathBuf, Access3, String)],
+) -> Result<RulesetCreated> {
+    let mut rs = Ruleset::default()
+        .set_compatibility(level(Feature::Fs, best_effort))
+        .handle_access(AccessFs::from_all(ABI::V1))
+        .and_then(|r| {
+            r.set_compatibility(level(Feature::Refer, best_effort))
+                .handle_access(AccessFs::Refer)
+        })
+        .and_then(|r| {
+            r.set_compatibility(level(Feature::Truncate, best_effort))
+                .handle_access(AccessFs::Truncate)
+        })
+        .and_then(|r| {
+            r.set_compatibility(level(Feature::IoctlDev, best_effort))
+                .handle_access(AccessFs::IoctlDev)
+        })
+        .and_then(|r| {
+            r.set_compatibility(level(Feature::Tcp, best_effort))
+                .handle_access(AccessNet::from_all(ABI::V4))
+        })
+        .map_err(kernel_err)?;
+    for scope in &plan.scopes {
+        let s = match scope {
+            Feature::ScopeSignal => Scope::Signal,
+            _ => Scope::AbstractUnixSocket,
+        };
+        rs = rs
+            .set_compatibility(level(*scope, best_effort))
+            .scope(s)
+            .map_err(kernel_err)?;
+    }
+    // Rules only grant; a right the kernel dropped is narrower, never wider, so best effort here.
+    let mut created = rs
+        .create()
+        .map_err(kernel_err)?
+        .set_compatibility(CompatLevel::BestEffort);
+    for (path, access, _) in rules {
+        let fd = PathFd::new(path).map_err(|e| Error::Missing {
+            what: "landlock path".into(),
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        created = created
+            .add_rule(PathBeneath::new(fd, narrow(path, rights(*access))))
+            .map_err(kernel_err)?;
+    }
+    for port in &plan.bind_tcp {
+        created = created
+            .add_rule(NetPort::new(*port, AccessNet::BindTcp))
+            .map_err(kernel_err)?;
+    }
+    for port in &plan.connect_tcp {
+        created = created
+            .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+            .map_err(kernel_err)?;
+    }
+    Ok(created)
+}
+
+/// Did the kernel enforce what the plan promised? (Checked in the child after restrict_self.)
+pub fn status_acceptable(plan: &LandlockPlan, status: &RestrictionStatus) -> bool {
+    let all_supported = plan.features.iter().all(|f| f.supported);
+    let fs_required = plan
+        .features
+        .iter()
+        .any(|f| f.feature == Feature::Fs && f.required);
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => true,
+        RulesetStatus::PartiallyEnforced => !all_supported,
+        RulesetStatus::NotEnforced => !fs_required && !all_supported,
+    }
+}

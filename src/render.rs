@@ -1,0 +1,310 @@
+//! The dry run: the resolved plan as text or JSON. Secrets never appear (argv is redacted by the
+//! rewriter, environment values from stockade's own environment are shown by name only).
+
+use serde::Serialize;
+
+use crate::identity::Mode;
+use crate::landlock_policy::{FeatureStatus, PathRule};
+use crate::plan::{Plan, RlimitPlan};
+use crate::profile::SuperviseSection;
+
+#[derive(Serialize)]
+struct Caps {
+    effective: Vec<String>,
+    permitted: Vec<String>,
+    inheritable: Vec<String>,
+    ambient: Vec<String>,
+    bounding: Vec<String>,
+    securebits_locked: bool,
+}
+
+#[derive(Serialize)]
+struct Landlock<'a> {
+    kernel_abi: i32,
+    abi_pin: u8,
+    features: &'a [FeatureStatus],
+    rules: &'a [PathRule],
+    skipped_optional: Vec<String>,
+    bind_tcp: &'a [u16],
+    connect_tcp: &'a [u16],
+    scopes: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Seccomp<'a> {
+    default_action: String,
+    allowed: &'a [String],
+    allowed_if_arguments_match: &'a [String],
+    kill_process: &'a [String],
+    enosys: &'a [String],
+    non_native_arch: &'static str,
+    x32: &'static str,
+    filters: usize,
+    instructions: usize,
+}
+
+#[derive(Serialize)]
+struct Env {
+    set: Vec<String>,
+    scrubbed_from_launcher_env: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct View<'a> {
+    profile: &'a str,
+    origin: &'a str,
+    kind: crate::profile::ServerKind,
+    enforceable: bool,
+    identity: &'a crate::identity::IdentityPlan,
+    capabilities: Caps,
+    no_new_privs: bool,
+    landlock: Landlock<'a>,
+    seccomp: Seccomp<'a>,
+    rlimits: &'a [RlimitPlan],
+    env: Env,
+    exe: String,
+    argv: &'a [String],
+    cwd: String,
+    supervise: &'a SuperviseSection,
+    warnings: &'a [String],
+    notes: &'a [String],
+}
+
+/// Can this kernel enforce everything the profile asks for, best-effort parts included?
+pub fn fully_enforceable(plan: &Plan) -> bool {
+    plan.landlock.features.iter().all(|f| f.supported)
+}
+
+fn view(plan: &Plan) -> View<'_> {
+    let keep = crate::capabilities::names(&plan.keep_caps);
+    let root = plan.identity.mode == Mode::Root;
+    let bounding = if root || crate::capabilities::has_setpcap() {
+        keep.clone()
+    } else {
+        crate::capabilities::bounding_now()
+    };
+    let env_set = plan
+        .env
+        .vars
+        .iter()
+        .map(|(k, v)| {
+            let from_profile = std::env::var(k).map_or(true, |outer| outer != *v);
+            if from_profile {
+                format!("{k}={v}")
+            } else {
+                format!("{k} (passed from stockade's environment)")
+            }
+        })
+        .collect();
+    View {
+        profile: &plan.profile,
+        origin: &plan.origin,
+        kind: plan.kind,
+        enforceable: fully_enforceable(plan),
+        identity: &plan.identity,
+        capabilities: Caps {
+            effective: keep.clone(),
+            permitted: keep.clone(),
+            inheritable: keep.clone(),
+            ambient: keep,
+            bounding,
+            securebits_locked: root,
+        },
+        no_new_privs: true,
+        landlock: Landlock {
+            kernel_abi: plan.landlock.kernel_abi,
+            abi_pin: crate::landlock_policy::ABI_PIN as u8,
+            features: &plan.landlock.features,
+            rules: &plan.landlock.rules,
+            skipped_optional: plan
+                .landlock
+                .skipped_optional
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            bind_tcp: &plan.landlock.bind_tcp,
+            connect_tcp: &plan.landlock.connect_tcp,
+            scopes: plan.landlock.scopes.iter().map(|s| s.name()).collect(),
+        },
+        seccomp: Seccomp {
+            default_action: plan.seccomp.default_action.to_string(),
+            allowed: &plan.seccomp.allowed,
+            allowed_if_arguments_match: &plan.seccomp.conditional,
+            kill_process: &plan.seccomp.killed,
+            enosys: &plan.seccomp.enosys,
+            non_native_arch: "kill_process",
+            x32: "kill_process",
+            filters: plan.seccomp.programs.len(),
+            instructions: plan.seccomp.instruction_count(),
+        },
+        rlimits: &plan.rlimits,
+        env: Env {
+            set: env_set,
+            scrubbed_from_launcher_env: plan.env.scrubbed.clone(),
+        },
+        exe: plan.exe.display().to_string(),
+        argv: &plan.display_argv,
+        cwd: plan.cwd.display().to_string(),
+        supervise: &plan.supervise,
+        warnings: &plan.warnings,
+        notes: &plan.notes,
+    }
+}
+
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(&view(plan)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "(none)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub fn text(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let v = view(plan);
+    let mut o = String::new();
+    let _ = writeln!(o, "profile      {} ({})", v.profile, v.origin);
+    let id = v.identity;
+    let _ = writeln!(
+        o,
+        "identity     {:?}: uid {} ({}), gid {} ({}), supplementary groups [{}]",
+        id.mode,
+        id.uid,
+        id.user,
+        id.gid,
+        id.group,
+        id.groups
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let c = &v.capabilities;
+    for (name, set) in [
+        ("effective", &c.effective),
+        ("permitted", &c.permitted),
+        ("inheritable", &c.inheritable),
+        ("ambient", &c.ambient),
+        ("bounding", &c.bounding),
+    ] {
+        let _ = writeln!(o, "caps         {name:<12}{}", list(set));
+    }
+    let _ = writeln!(
+        o,
+        "securebits   {}",
+        if c.securebits_locked {
+            "noroot, no ambient raise, keep-caps off: all locked"
+        } else {
+            "unchanged (rootless)"
+        }
+    );
+    let _ = writeln!(o, "no_new_privs yes");
+    let l = &v.landlock;
+    let _ = writeln!(
+        o,
+        "landlock     kernel ABI {} ({}), stockade handles up to ABI {}",
+        l.kernel_abi,
+        crate::sys::kernel_release(),
+        l.abi_pin
+    );
+    for f in l.features {
+        let _ = writeln!(
+            o,
+            "  feature    {:<20} ABI {}  {:<11} {}",
+            f.feature.name(),
+            f.abi,
+            if f.required {
+                "required"
+            } else {
+                "best-effort"
+            },
+            if f.supported {
+                "enforced"
+            } else {
+                "NOT SUPPORTED by this kernel"
+            }
+        );
+    }
+    for r in l.rules {
+        let _ = writeln!(
+            o,
+            "  path       {:<10} {}  [{}]  ({})",
+            match r.access {
+                crate::landlock_policy::Access3::ReadOnly => "ro",
+                crate::landlock_policy::Access3::ReadExec => "rx",
+                crate::landlock_policy::Access3::ReadWrite => "rw",
+            },
+            r.path.display(),
+            r.rights.join(" "),
+            r.origin
+        );
+    }
+    for p in &l.skipped_optional {
+        let _ = writeln!(o, "  path       skipped    {p} (optional, absent)");
+    }
+    let ports = |p: &[u16]| list(&p.iter().map(u16::to_string).collect::<Vec<_>>());
+    let _ = writeln!(o, "  tcp bind   {}", ports(l.bind_tcp));
+    let _ = writeln!(o, "  tcp connect {}", ports(l.connect_tcp));
+    let _ = writeln!(
+        o,
+        "  scopes     {}",
+        list(&l.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    );
+    let s = &v.seccomp;
+    let _ = writeln!(
+        o,
+        "seccomp      default {}, {} allowed, {} conditional, {} kill, enosys [{}]; other arch and x32: kill ({} filters, {} BPF instructions)",
+        s.default_action,
+        s.allowed.len(),
+        s.allowed_if_arguments_match.len(),
+        s.kill_process.len(),
+        s.enosys.join(", "),
+        s.filters,
+        s.instructions
+    );
+    for r in v.rlimits {
+        let _ = writeln!(
+            o,
+            "rlimit       {} = {}",
+            r.name,
+            r.value.map_or("unlimited".to_string(), |x| x.to_string())
+        );
+    }
+    let _ = writeln!(o, "env          {}", list(&v.env.set));
+    if !v.env.scrubbed_from_launcher_env.is_empty() {
+        let _ = writeln!(
+            o,
+            "env scrubbed {}",
+            v.env.scrubbed_from_launcher_env.join(", ")
+        );
+    }
+    let _ = writeln!(o, "cwd          {}", v.cwd);
+    let _ = writeln!(o, "exe          {}", v.exe);
+    let _ = writeln!(o, "argv         {}", v.argv.join(" "));
+    let sup = v.supervise;
+    let _ = writeln!(
+        o,
+        "supervise    signals to {:?}, stop grace {}s, pre-stop delay {}s, restart {:?}",
+        sup.signal_target, sup.stop_grace_secs, sup.pre_stop_delay_secs, sup.restart.mode
+    );
+    for n in v.notes {
+        let _ = writeln!(o, "note         {n}");
+    }
+    for w in v.warnings {
+        let _ = writeln!(o, "warning      {w}");
+    }
+    let _ = writeln!(
+        o,
+        "enforceable  {}",
+        if v.enforceable {
+            "yes: every requested protection is supported by this kernel"
+        } else {
+            "NO: see the features above"
+        }
+    );
+    o
+}

@@ -1,0 +1,121 @@
+//! The only module with `unsafe`: calls that nix, caps, landlock and seccompiler do not wrap.
+#![allow(unsafe_code)]
+
+use nix::errno::Errno;
+use nix::unistd::ForkResult;
+
+/// fork(2).
+///
+/// Callers must be single-threaded (checked by `plan::check_single_threaded`), so the child
+/// inherits no lock held by another thread and may allocate until it execs.
+pub fn fork() -> nix::Result<ForkResult> {
+    // SAFETY: the process is single-threaded at this point (see above); the child only runs the
+    // confinement steps and then execs or _exits.
+    unsafe { nix::unistd::fork() }
+}
+
+/// The running kernel's Landlock ABI version, or a negative errno (ENOSYS, EOPNOTSUPP).
+///
+/// The landlock crate keeps this private on purpose (rules must not depend on it); stockade only
+/// reports it.
+pub fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: nix::libc::c_uint = 1;
+    // SAFETY: with a NULL attr and size 0 and the VERSION flag, the kernel reads no memory.
+    let v = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if v < 0 {
+        -(Errno::last() as i32)
+    } else {
+        i32::try_from(v).unwrap_or(i32::MAX)
+    }
+}
+
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| format!("Linux {}", u.release().to_string_lossy()))
+        .unwrap_or_else(|_| "Linux (unknown release)".into())
+}
+
+/// The securebits stockade locks when it starts the server as root: no root magic on exec, no
+/// keep-caps, no ambient raise, each locked so the server cannot unset it.
+pub const SECUREBITS_LOCKED: nix::libc::c_ulong = (1 << 0) // SECBIT_NOROOT
+    | (1 << 1) // SECBIT_NOROOT_LOCKED
+    | (1 << 3) // SECBIT_NO_SETUID_FIXUP_LOCKED
+    | (1 << 5) // SECBIT_KEEP_CAPS_LOCKED
+    | (1 << 6) // SECBIT_NO_CAP_AMBIENT_RAISE
+    | (1 << 7); // SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+
+pub fn set_securebits(bits: nix::libc::c_ulong) -> nix::Result<()> {
+    // SAFETY: PR_SET_SECUREBITS takes an integer and no pointer.
+    let rc = unsafe { nix::libc::prctl(nix::libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
+    Errno::result(rc).map(drop)
+}
+
+pub fn securebits() -> nix::Result<nix::libc::c_ulong> {
+    // SAFETY: PR_GET_SECUREBITS takes no argument and returns the bits.
+    let rc = unsafe { nix::libc::prctl(nix::libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    Errno::result(rc).map(|v| v as nix::libc::c_ulong)
+}
+
+/// Mark every fd in `first..=last` close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC).
+pub fn cloexec_range(first: u32, last: u32) -> nix::Result<()> {
+    // SAFETY: close_range only changes fd flags in the given range; no memory is passed.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first,
+            last,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// Is the calling process single-threaded? (Landlock and seccomp restrict only the calling
+/// thread, and fork from a multi-threaded process may inherit held locks.)
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
+}
+
+/// _exit(2): leave the forked child without running atexit handlers or flushing stdio buffers
+/// that belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an int and never returns.
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// kill(2) with a raw signal number: nix's `Signal` has no real-time signals.
+pub fn kill_raw(pid: i32, sig: i32) -> nix::Result<()> {
+    // SAFETY: kill takes two integers and no pointer.
+    let rc = unsafe { nix::libc::kill(pid, sig) };
+    Errno::result(rc).map(drop)
+}
+
+/// The real-time signal range usable by applications (glibc reserves the first two).
+pub fn rt_signals() -> std::ops::RangeInclusive<i32> {
+    nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX()
+}
+
+/// Reset one signal's disposition to SIG_DFL (raw number, for real-time signals too).
+pub fn default_disposition(sig: i32) -> nix::Result<()> {
+    // SAFETY: SIG_DFL installs no handler function, so no Rust code can run in signal context.
+    let prev = unsafe { nix::libc::signal(sig, nix::libc::SIG_DFL) };
+    if prev == nix::libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Borrow a raw fd the profile names in `pass_fds`.
+pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only in the child just before exec, on fds the profile says are open and
+    // inherited; fcntl on a closed fd fails with EBADF, which is reported, not undefined.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
