@@ -16,7 +16,11 @@ use crate::error::{Error, Location, Result};
 pub const VERSION: u32 = 1;
 
 /// Built-in profiles, embedded from `profiles/`.
-pub const BUILTIN: &[(&str, &str)] = &[("minimal", include_str!("../profiles/minimal.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("minimal", include_str!("../profiles/minimal.toml")),
+    ("triton", include_str!("../profiles/triton.toml")),
+    ("triton-explicit", include_str!("../profiles/triton-explicit.toml")),
+];
 
 pub fn builtin_names() -> Vec<String> {
     BUILTIN.iter().map(|(n, _)| (*n).to_string()).collect()
@@ -449,6 +453,20 @@ mod tests {
         for (name, src) in BUILTIN {
             parse(name, &format!("builtin:{name}"), src).unwrap();
         }
+    }
+
+    #[test]
+    fn triton_variants_share_their_confinement() {
+        // Everything above [triton] but the header comments and description is the same.
+        let body = |name: &str| -> String {
+            let src = builtin(name).unwrap();
+            let head = src.split("# --- triton argv policy").next().unwrap();
+            head.lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("description"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(body("triton"), body("triton-explicit"));
     }
 
     #[test]
