@@ -27,6 +27,8 @@ pub mod code {
     pub const CONFINE: u8 = 71;
     /// uid/gid 0 as the target, or stockade lacks the privilege it needs.
     pub const PERMISSION: u8 = 77;
+    /// The server did not pass its readiness probe in time (the start failed; it was stopped).
+    pub const NOT_READY: u8 = 75;
     /// A server flag refused by the profile's policy.
     pub const SERVER_FLAG: u8 = 78;
     /// The server exists but cannot be executed.
@@ -95,6 +97,12 @@ pub enum Error {
         source: std::io::Error,
     },
     Internal(String),
+    /// The readiness probe did not pass within the start-up timeout.
+    NotReady {
+        url: String,
+        secs: u64,
+        last: String,
+    },
 }
 
 impl Error {
@@ -118,6 +126,7 @@ impl Error {
             },
             Error::Os { .. } => code::CONFINE,
             Error::Internal(_) => code::SOFTWARE,
+            Error::NotReady { .. } => code::NOT_READY,
         }
     }
 
@@ -172,15 +181,32 @@ impl fmt::Display for Error {
             Error::ServerNotExecutable(p) => {
                 write!(f, "server '{}': not executable", p.display())
             }
+            Error::Confine {
+                step: Step::Exec,
+                errno,
+            } => write!(
+                f,
+                "cannot execute the server: {} ({errno:?}){}",
+                errno.desc(),
+                if *errno == nix::errno::Errno::EACCES {
+                    "; Landlock allows exec only below [landlock] read_exec paths"
+                } else {
+                    ""
+                }
+            ),
             Error::Confine { step, errno } => write!(
                 f,
-                "confinement step '{}' failed: {} ({})",
+                "confinement step '{}' failed: {} ({errno:?})",
                 step.name(),
                 errno.desc(),
-                errno
             ),
             Error::Os { what, source } => write!(f, "{what}: {source}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
+            Error::NotReady { url, secs, last } => write!(
+                f,
+                "the server did not become ready within {secs}s (supervise.ready.http_get {url}, \
+                 last probe: {last}): stopped it"
+            ),
         }
     }
 }

@@ -18,12 +18,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => stockade::error::code::USAGE,
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "stockade: usage: {} (see stockade --help)",
+                one_line(&e.to_string())
+            );
+            return ExitCode::from(stockade::error::code::USAGE);
         }
     };
     init_logging();
@@ -34,6 +37,13 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// clap's message without its usage block and tips, on one line.
+fn one_line(msg: &str) -> String {
+    let body = msg.split("\n\n").next().unwrap_or(msg);
+    let body = body.strip_prefix("error: ").unwrap_or(body);
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn init_logging() {

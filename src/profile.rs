@@ -19,7 +19,10 @@ pub const VERSION: u32 = 1;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("minimal", include_str!("../profiles/minimal.toml")),
     ("triton", include_str!("../profiles/triton.toml")),
-    ("triton-explicit", include_str!("../profiles/triton-explicit.toml")),
+    (
+        "triton-explicit",
+        include_str!("../profiles/triton-explicit.toml"),
+    ),
 ];
 
 pub fn builtin_names() -> Vec<String> {
@@ -296,8 +299,9 @@ fn default_backoff_max_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadySection {
-    /// An `http://127.0.0.1:PORT/PATH` URL that answers 200 once the server is ready.
-    pub http_get: Spanned<String>,
+    /// An `http://127.0.0.1:PORT/PATH` URL that answers 2xx once the server is ready; loopback
+    /// only (checked when the profile is parsed).
+    pub http_get: Spanned<crate::ready::HttpGet>,
     #[serde(default = "default_ready_timeout")]
     pub timeout_secs: u64,
     #[serde(default = "default_ready_interval")]
@@ -309,6 +313,19 @@ fn default_ready_timeout() -> u64 {
 }
 fn default_ready_interval() -> u64 {
     500
+}
+
+/// Whether the supervisor runs as PID 1 of its own PID namespace (see docs/SUPERVISION.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PidNamespace {
+    /// When started as root and not already PID 1.
+    #[default]
+    Auto,
+    /// Always; refuse to start if the namespace cannot be created.
+    Always,
+    /// Never: the no-orphan guarantee is then PDEATHSIG and the process group only.
+    Never,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -331,6 +348,13 @@ pub struct SuperviseSection {
     #[serde(default)]
     pub restart: RestartSection,
     pub ready: Option<ReadySection>,
+    /// Hold a stop signal that arrives before the readiness probe passed, and forward it once
+    /// the server is ready (or SIGKILL at the grace deadline). For servers such as Triton that
+    /// install their signal handlers only after start-up.
+    #[serde(default)]
+    pub defer_stop_until_ready: bool,
+    #[serde(default)]
+    pub pid_namespace: PidNamespace,
 }
 
 impl Default for SuperviseSection {
@@ -343,6 +367,8 @@ impl Default for SuperviseSection {
             pass_fds: Vec::new(),
             restart: RestartSection::default(),
             ready: None,
+            defer_stop_until_ready: false,
+            pid_namespace: PidNamespace::Auto,
         }
     }
 }
