@@ -85,8 +85,13 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         nix::sys::resource::setrlimit(r.resource, v, v).map_err(at(Step::Rlimits))?;
     }
 
+    // 5. The private mount namespace (needs CAP_SYS_ADMIN, so before the drop).
+    if let Some(m) = &plan.mounts {
+        crate::mounts::apply(m).map_err(at(Step::Mounts))?;
+    }
+
     if root {
-        // 5. securebits, locked, while we hold CAP_SETPCAP: no root privilege on exec, no
+        // 6. securebits, locked, while we hold CAP_SETPCAP: no root privilege on exec, no
         //    keep-caps, no ambient raise (unless the profile keeps capabilities).
         let bits = if plan.keep_caps.is_empty() {
             crate::sys::SECUREBITS_LOCKED
@@ -97,9 +102,9 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         if !plan.keep_caps.is_empty() {
             caps::securebits::set_keepcaps(true).map_err(caps_err(Step::Securebits))?;
         }
-        // 6. Bounding set, before the uid change: dropping needs CAP_SETPCAP.
+        // 7. Bounding set, before the uid change: dropping needs CAP_SETPCAP.
         crate::capabilities::drop_bounding(&plan.keep_caps).map_err(caps_err(Step::BoundingSet))?;
-        // 7. groups → gid → uid: each call needs a capability the next one removes. setres*
+        // 8. groups → gid → uid: each call needs a capability the next one removes. setres*
         //    so no saved id can bring root back.
         let groups: Vec<Gid> = plan
             .identity
@@ -116,32 +121,34 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         crate::capabilities::drop_bounding(&[]).map_err(caps_err(Step::BoundingSet))?;
     }
 
-    // 8. The other four sets to exactly the keep list (empty by default).
+    // 9. The other four sets to exactly the keep list (empty by default).
     crate::capabilities::set_all(&plan.keep_caps).map_err(caps_err(Step::Capabilities))?;
 
-    // 9. Read everything back; a mismatch means the kernel did not do what we asked.
+    // 10. Read everything back; a mismatch means the kernel did not do what we asked.
     verify_identity(plan, root, clear_bounding)
         .map_err(|_| (Step::VerifyIdentity, Errno::EPERM))?;
 
-    // 10. Parent-death signal after the credential change (which clears it), then make sure the
+    // 11. Parent-death signal after the credential change (which clears it), then make sure the
     //     parent did not die before it was set.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(at(Step::ParentDeath))?;
     if nix::unistd::getppid() != parent {
         return Err((Step::ParentDeath, Errno::ESRCH));
     }
 
-    // 11. chdir as the target user, so an untraversable directory fails here, loudly.
+    // 12. chdir as the target user, so an untraversable directory fails here, loudly.
     nix::unistd::chdir(&plan.cwd).map_err(at(Step::Chdir))?;
 
-    // 12. no_new_privs: required by Landlock and seccomp, and no exec may gain privileges.
+    // 13. no_new_privs: required by Landlock and seccomp, and no exec may gain privileges.
     nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivs))?;
     if !nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
         return Err((Step::NoNewPrivs, Errno::EPERM));
     }
 
-    // 13. Landlock, with the ruleset the parent built; fail closed unless the kernel enforced
+    // 14. Landlock, with the ruleset the parent built; fail closed unless the kernel enforced
     //     what the plan promised.
     if let Some(ruleset) = plan.landlock.ruleset.take() {
+        let ruleset = crate::landlock_policy::add_deferred(ruleset, &plan.landlock.deferred)
+            .map_err(|e| (Step::Landlock, e))?;
         let status = ruleset
             .restrict_self()
             .map_err(|_| (Step::Landlock, Errno::last()))?;
@@ -154,11 +161,11 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         return Err((Step::Landlock, Errno::EINVAL));
     }
 
-    // 14. seccomp last: from here on only the filter's syscalls exist, and it stays for the
+    // 15. seccomp last: from here on only the filter's syscalls exist, and it stays for the
     //     server.
     crate::seccomp_policy::install(&plan.seccomp).map_err(|e| (Step::Seccomp, e))?;
 
-    // 15. exec, by absolute path, with the planned environment only.
+    // 16. exec, by absolute path, with the planned environment only.
     let e = nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err();
     Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
 }

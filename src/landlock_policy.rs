@@ -113,6 +113,9 @@ pub struct LandlockPlan {
     pub features: Vec<FeatureStatus>,
     pub kernel_abi: i32,
     pub skipped_optional: Vec<PathBuf>,
+    /// Rules on paths that get a fresh tmpfs in the child: added there, after the mount, because
+    /// Landlock does not look at a mountpoint hidden under a new mount.
+    pub deferred: Vec<(PathBuf, Access3)>,
     /// Built only for a real run; moved into the child.
     pub ruleset: Option<RulesetCreated>,
 }
@@ -199,6 +202,7 @@ pub fn prepare(
     loaded: &Loaded,
     s: &LandlockSection,
     extra: &ExtraRules,
+    tmpfs_targets: &[PathBuf],
     build: bool,
 ) -> Result<LandlockPlan> {
     let mut best_effort = Vec::new();
@@ -294,6 +298,11 @@ pub fn prepare(
         features,
         kernel_abi: crate::sys::landlock_abi(),
         skipped_optional,
+        deferred: rules
+            .iter()
+            .filter(|(p, _, _)| tmpfs_targets.contains(p))
+            .map(|(p, a, _)| (p.clone(), *a))
+            .collect(),
         ruleset: None,
     };
     if build {
@@ -311,7 +320,12 @@ pub fn prepare(
                 }
             )));
         }
-        plan.ruleset = Some(build_ruleset(&plan, &best_effort, &rules)?);
+        let now: Vec<_> = rules
+            .iter()
+            .filter(|(p, _, _)| !tmpfs_targets.contains(p))
+            .cloned()
+            .collect();
+        plan.ruleset = Some(build_ruleset(&plan, &best_effort, &now)?);
     }
     Ok(plan)
 }
@@ -418,6 +432,21 @@ fn build_ruleset(
             .map_err(kernel_err)?;
     }
     Ok(created)
+}
+
+/// Child, after the private mounts: the rules for the fresh tmpfs directories.
+pub fn add_deferred(
+    ruleset: RulesetCreated,
+    deferred: &[(PathBuf, Access3)],
+) -> std::result::Result<RulesetCreated, nix::errno::Errno> {
+    let mut r = ruleset;
+    for (path, access) in deferred {
+        let fd = PathFd::new(path).map_err(|_| nix::errno::Errno::last())?;
+        r = r
+            .add_rule(PathBeneath::new(fd, narrow(path, rights(*access))))
+            .map_err(|_| nix::errno::Errno::last())?;
+    }
+    Ok(r)
 }
 
 /// Did the kernel enforce what the plan promised? (Checked in the child after restrict_self.)

@@ -42,6 +42,7 @@ pub struct Plan {
     pub display_argv: Vec<String>,
     pub cwd: PathBuf,
     pub supervise: SuperviseSection,
+    pub mounts: Option<crate::mounts::MountPlan>,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     /// Pre-built C strings so the child does not convert after fork.
@@ -149,6 +150,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
     let mut extra = ExtraRules::default();
+    let mut repositories = Vec::new();
     let mut args: Vec<OsString> = command[1..].to_vec();
     let mut display_tail: Vec<String> = args
         .iter()
@@ -175,6 +177,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
                 ),
             });
         }
+        repositories.extend(rw.model_repositories.iter().cloned());
         for d in &rw.model_repositories {
             extra
                 .rules
@@ -209,7 +212,19 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         args = rw.args.iter().map(OsString::from).collect();
     }
 
-    let landlock = crate::landlock_policy::prepare(loaded, &p.landlock, &extra, !dry_run)?;
+    let mounts = crate::mounts::plan(
+        loaded,
+        &p.mounts,
+        &repositories,
+        identity.mode == Mode::Root,
+        &mut warnings,
+    )?;
+    let tmpfs_targets: Vec<PathBuf> = mounts
+        .iter()
+        .flat_map(|m| m.tmpfs.iter().map(|(p, _)| p.clone()))
+        .collect();
+    let landlock =
+        crate::landlock_policy::prepare(loaded, &p.landlock, &extra, &tmpfs_targets, !dry_run)?;
     for f in landlock.missing_best_effort() {
         warnings.push(format!(
             "landlock feature '{}' (ABI {}) is not supported by this kernel ({}): running without it (best effort)",
@@ -274,6 +289,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         display_argv,
         cwd,
         supervise: p.supervise.clone(),
+        mounts,
         warnings,
         notes,
         c_exe,

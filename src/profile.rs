@@ -52,8 +52,46 @@ pub struct Profile {
     pub env: EnvSection,
     #[serde(default)]
     pub supervise: SuperviseSection,
+    #[serde(default)]
+    pub mounts: MountsSection,
     /// Triton's argv policy; required when `server.kind = "triton"`.
     pub triton: Option<Spanned<crate::triton::Policy>>,
+}
+
+/// A private mount namespace for the server (needs root; see `when_unprivileged`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountsSection {
+    /// A fresh tmpfs per server instance (nosuid, nodev, noexec): what the server leaves there
+    /// vanishes with it, and no other process sees it.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Bind-remounted read-only, noexec, nosuid, nodev for the server.
+    #[serde(default)]
+    pub read_only_noexec: Vec<Spanned<String>>,
+    /// Also every model repository named by the server's flags (Triton): `noexec` stops
+    /// `dlopen` of a library shipped inside a model, which Landlock alone cannot.
+    #[serde(default)]
+    pub model_repositories_noexec: bool,
+    /// Started without CAP_SYS_ADMIN (rootless): `warn` and run without these mounts, or
+    /// `refuse` to start.
+    #[serde(default)]
+    pub when_unprivileged: WhenUnprivileged,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsMount {
+    pub path: Spanned<String>,
+    pub size_mb: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenUnprivileged {
+    #[default]
+    Warn,
+    Refuse,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]

@@ -17,6 +17,7 @@ pub enum Step {
     ProcessGroup,
     Fds,
     Rlimits,
+    Mounts,
     Securebits,
     BoundingSet,
     Groups,
@@ -33,11 +34,12 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 17] = [
+    const ALL: [Step; 18] = [
         Step::Signals,
         Step::ProcessGroup,
         Step::Fds,
         Step::Rlimits,
+        Step::Mounts,
         Step::Securebits,
         Step::BoundingSet,
         Step::Groups,
@@ -59,6 +61,7 @@ impl Step {
             Step::ProcessGroup => "process group",
             Step::Fds => "close inherited fds",
             Step::Rlimits => "rlimits",
+            Step::Mounts => "private mounts",
             Step::Securebits => "lock securebits",
             Step::BoundingSet => "clear capability bounding set",
             Step::Groups => "clear supplementary groups",

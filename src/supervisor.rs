@@ -1,13 +1,16 @@
 //! The parent after fork: start the confined server, forward signals, reap, stop gracefully,
-//! restart on failure if the profile says so, and leave nothing behind.
+//! restart on failure if the profile says so, probe readiness, and leave nothing behind.
 //!
 //! Signals are blocked from the first line of `main`, so none is lost before the handlers exist:
-//! a signal that arrives earlier stays pending and is delivered when the loop unblocks it.
+//! a signal that arrives earlier stays pending and is delivered when the loop unblocks it. One
+//! thread, one poll on the self-pipe: no busy loop, and `fork` for a restart stays safe.
+//! docs/SUPERVISION.md has the design.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -15,18 +18,22 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
+use crate::identity::Mode;
+use crate::notify::Notifier;
 use crate::plan::Plan;
 use crate::profile::{RestartMode, SignalTarget};
+use crate::ready::HttpGet;
 
 /// Signals that start a graceful stop (and its grace period).
 const STOP_SIGNALS: &[i32] = &[nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGQUIT];
 
-/// Everything catchable except SIGCHLD (ours), SIGPIPE (our own writes) and the synchronous
-/// faults (they are about stockade's own code).
-fn forwarded() -> Vec<i32> {
+/// Everything catchable except SIGCHLD (ours), SIGPIPE (our own log writes to a closed stderr
+/// would raise it and kill the server) and the synchronous faults (SIGSEGV, SIGBUS, SIGFPE,
+/// SIGILL, SIGTRAP, SIGSYS, SIGABRT: they are about stockade's own code).
+pub fn forwarded() -> Vec<i32> {
     use nix::libc::*;
     let mut v = vec![
         SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGSTKFLT, SIGCONT, SIGTSTP,
@@ -79,12 +86,15 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     }
 }
 
-struct Signals {
+/// signal-hook's self-pipe: handlers only write a byte, the loop polls the read end.
+pub struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
 
 impl Signals {
-    fn install() -> Result<Signals> {
+    /// Handlers for every forwarded signal and SIGCHLD. Call with all signals blocked; unblock
+    /// afterwards.
+    pub fn install() -> Result<Signals> {
         let (read, write) = UnixStream::pair().map_err(|e| Error::os("signal pipe", e))?;
         read.set_nonblocking(true)
             .and_then(|_| write.set_nonblocking(true))
@@ -96,40 +106,89 @@ impl Signals {
         Ok(Signals { delivery })
     }
 
+    pub fn fd(&self) -> i32 {
+        self.delivery.get_read().as_raw_fd()
+    }
+
     /// Wait up to `timeout` (None: forever) and return the signals that arrived.
-    fn wait(&mut self, timeout: Option<Duration>) -> Vec<i32> {
-        let fd = self.delivery.get_read().as_raw_fd();
-        let borrowed = crate::sys::borrow_fd(fd);
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Vec<i32> {
+        let borrowed = crate::sys::borrow_fd(self.fd());
         let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
-        let t = match timeout {
-            None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(d.as_millis().min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::MAX),
-        };
-        let _ = nix::poll::poll(&mut fds, t);
+        let _ = nix::poll::poll(&mut fds, poll_timeout(timeout));
+        self.pending()
+    }
+
+    pub fn pending(&mut self) -> Vec<i32> {
         self.delivery.pending().collect()
     }
+}
+
+pub fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
+    match timeout {
+        None => PollTimeout::NONE,
+        // Round up: waking a millisecond early would spin once more for nothing.
+        Some(d) => PollTimeout::try_from(d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    }
+}
+
+pub fn unblock_all() -> Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Error::os("sigprocmask", e))
+}
+
+/// A stop in progress.
+struct Stop {
+    sig: i32,
+    /// When the stop signal goes to the server; `None` once it went.
+    forward_at: Option<Instant>,
+    /// Held until the readiness probe passes (`defer_stop_until_ready`).
+    defer: bool,
+    kill_at: Instant,
+    killed: bool,
+}
+
+/// The readiness probe of one instance, while it has not passed yet.
+struct Probe {
+    get: HttpGet,
+    interval: Duration,
+    timeout_secs: u64,
+    deadline: Instant,
+    next_at: Instant,
+    attempts: u32,
+    last: String,
 }
 
 /// Supervision state for the current server instance.
 struct Instance {
     pid: Pid,
     status: Option<WaitStatus>,
+    probe: Option<Probe>,
+    ready: bool,
+    /// The probe did not pass in time: the start failed.
+    not_ready: Option<Error>,
 }
 
 pub struct Supervisor<'a> {
     plan: &'a mut Plan,
     original_mask: SigSet,
     signals: Signals,
+    notifier: Notifier,
     pid1: bool,
-    stop_signal: Option<i32>,
-    forward_at: Option<Instant>,
-    kill_at: Option<Instant>,
-    killed: bool,
+    ready_sent: bool,
+    stop: Option<Stop>,
+    orphans_reaped: u64,
 }
 
 /// Start the server and supervise it until it is gone. Returns stockade's exit code.
 pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
+    let mut notifier = Notifier::from_env();
+    if crate::pidns::wanted(plan)? {
+        match crate::pidns::enter(plan, notifier)? {
+            crate::pidns::Entered::Outer(code) => return Ok(code),
+            crate::pidns::Entered::Inner(n) | crate::pidns::Entered::Skipped(n) => notifier = n,
+        }
+    }
     let pid1 = nix::unistd::getpid().as_raw() == 1;
     if !pid1 {
         // Orphans below us are reparented to us, not to init, so we can reap and kill them.
@@ -137,69 +196,108 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
             .map_err(|e| Error::os("PR_SET_CHILD_SUBREAPER", e))?;
     }
     let first = spawn(plan, &original_mask)?;
-    info!(pid = first.as_raw(), argv = ?plan.display_argv, "server started");
+    info!(pid = first.as_raw(), argv = ?plan.display_argv, pid1, "server started");
     let signals = Signals::install()?;
-    // Our handlers exist now: let pending and future signals in.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Error::os("sigprocmask", e))?;
     let mut sup = Supervisor {
         plan,
         original_mask,
         signals,
+        notifier,
         pid1,
-        stop_signal: None,
-        forward_at: None,
-        kill_at: None,
-        killed: false,
+        ready_sent: false,
+        stop: None,
+        orphans_reaped: 0,
     };
+    // The server runs: give up what a restart would not need, before any signal is handled.
+    if let Err(e) = drop_privileges(sup.plan) {
+        error!(error = %e, "cannot drop the supervisor's privileges: killing the server");
+        sup.kill_now(first);
+        sup.cleanup_leftovers(first);
+        return Err(e);
+    }
+    // Our handlers exist now: let pending and future signals in.
+    unblock_all()?;
     sup.supervise(first)
 }
 
 impl Supervisor<'_> {
-    fn supervise(&mut self, first: Pid) -> Result<u8> {
-        let mut instance = Instance {
-            pid: first,
+    fn new_instance(&self, pid: Pid) -> Instance {
+        let probe = self.plan.supervise.ready.as_ref().map(|r| {
+            let now = Instant::now();
+            Probe {
+                get: r.http_get.get_ref().clone(),
+                interval: Duration::from_millis(r.interval_ms.max(10)),
+                timeout_secs: r.timeout_secs,
+                deadline: now + Duration::from_secs(r.timeout_secs),
+                next_at: now,
+                attempts: 0,
+                last: "not probed yet".into(),
+            }
+        });
+        Instance {
+            pid,
             status: None,
-        };
+            ready: probe.is_none(),
+            probe,
+            not_ready: None,
+        }
+    }
+
+    fn supervise(&mut self, first: Pid) -> Result<u8> {
+        let mut inst = self.new_instance(first);
         let mut restarts = 0u32;
         loop {
-            let status = self.until_exit(&mut instance);
-            self.cleanup_leftovers(instance.pid);
+            let status = self.until_exit(&mut inst);
+            self.cleanup_leftovers(inst.pid);
             let code = crate::error::status_code(status).unwrap_or(crate::error::code::CONFINE);
+            info!(
+                status = ?status,
+                code,
+                orphans_reaped = self.orphans_reaped,
+                "server exited"
+            );
+            if let Some(e) = inst.not_ready.take() {
+                return Err(e);
+            }
             let failed = code != 0;
-            let r = &self.plan.supervise.restart;
-            if !(failed
-                && r.mode == RestartMode::OnFailure
-                && self.stop_signal.is_none()
-                && restarts < r.max_restarts)
-            {
-                if failed && r.mode == RestartMode::OnFailure && self.stop_signal.is_none() {
-                    warn!(restarts, code, "server keeps failing: giving up");
-                }
+            let r = self.plan.supervise.restart.clone();
+            let restartable = failed && r.mode == RestartMode::OnFailure && self.stop.is_none();
+            if !restartable {
                 return Ok(code);
             }
-            let shift = restarts.min(20);
+            if restarts >= r.max_restarts {
+                warn!(
+                    restarts,
+                    code, "server keeps failing: giving up after the maximum restarts"
+                );
+                return Ok(code);
+            }
             let delay = r
                 .backoff_initial_ms
-                .saturating_mul(1u64 << shift)
+                .saturating_mul(1u64 << restarts.min(30))
                 .min(r.backoff_max_ms);
             restarts += 1;
             warn!(
                 code,
                 restart = restarts,
+                max = r.max_restarts,
                 delay_ms = delay,
                 "server failed: restarting"
             );
+            self.notifier.send(&format!(
+                "STATUS=server failed ({code}): restart {restarts} in {delay} ms"
+            ));
             if !self.sleep_interruptible(Duration::from_millis(delay)) {
                 return Ok(code);
             }
             let pid = spawn(self.plan, &self.original_mask)?;
             info!(pid = pid.as_raw(), restart = restarts, "server restarted");
-            instance = Instance { pid, status: None };
+            inst = self.new_instance(pid);
         }
     }
 
-    /// Sleep, but return false as soon as a stop signal arrives.
+    /// Sleep, but return false as soon as a stop signal arrives (there is no server to forward
+    /// anything to).
     fn sleep_interruptible(&mut self, d: Duration) -> bool {
         let end = Instant::now() + d;
         loop {
@@ -209,13 +307,12 @@ impl Supervisor<'_> {
             }
             for sig in self.signals.wait(Some(end - now)) {
                 if STOP_SIGNALS.contains(&sig) {
-                    self.stop_signal = Some(sig);
+                    info!(sig, "stop signal while waiting to restart: not restarting");
                     return false;
                 }
-                if sig == nix::libc::SIGCHLD {
-                    let _ = self.reap(None);
-                }
+                debug!(sig, "no server to forward to");
             }
+            let _ = self.reap(None);
         }
     }
 
@@ -227,79 +324,199 @@ impl Supervisor<'_> {
     }
 
     fn forward(&self, pid: Pid, sig: i32) {
-        match crate::sys::kill_raw(self.target(pid), sig) {
-            Ok(()) => debug!(sig, pid = pid.as_raw(), "forwarded"),
+        let target = self.target(pid);
+        let r = match crate::sys::kill_raw(target, sig) {
+            // The server left its own group: it alone, then.
+            Err(Errno::ESRCH) if target < 0 => crate::sys::kill_raw(pid.as_raw(), sig),
+            r => r,
+        };
+        match r {
+            Ok(()) => debug!(sig, target, "forwarded"),
             Err(Errno::ESRCH) => debug!(sig, "server already gone"),
             Err(e) => warn!(sig, error = %e, "forwarding failed"),
         }
     }
 
     fn until_exit(&mut self, inst: &mut Instance) -> WaitStatus {
+        if inst.ready {
+            self.mark_ready();
+        }
         loop {
-            if let Some(s) = inst.status {
-                return s;
-            }
-            let now = Instant::now();
-            if let Some(at) = self.forward_at.filter(|at| *at <= now) {
-                let _ = at;
-                self.forward_at = None;
-                if let Some(sig) = self.stop_signal {
-                    self.forward(inst.pid, sig);
-                }
-            }
-            if self.kill_at.is_some_and(|at| at <= now) && !self.killed {
-                warn!(
-                    grace_secs = self.plan.supervise.stop_grace_secs,
-                    "grace period over: SIGKILL to the server's process group"
-                );
-                let _ = crate::sys::kill_raw(-inst.pid.as_raw(), nix::libc::SIGKILL);
-                let _ = crate::sys::kill_raw(inst.pid.as_raw(), nix::libc::SIGKILL);
-                self.killed = true;
-            }
-            let next = [self.forward_at, self.kill_at.filter(|_| !self.killed)]
-                .into_iter()
-                .flatten()
-                .min();
-            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-            for sig in self.signals.wait(timeout) {
-                if sig == nix::libc::SIGCHLD {
-                    continue;
-                }
-                self.on_signal(inst.pid, sig);
-            }
             // Reap on every wake-up: SIGCHLD coalesces, and waitpid is cheap.
             if let Some(s) = self.reap(Some(inst.pid)) {
                 inst.status = Some(s);
             }
+            if let Some(s) = inst.status {
+                return s;
+            }
+            self.tick_probe(inst);
+            self.tick_stop(inst);
+            let timeout = self
+                .next_wakeup(inst)
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            for sig in self.signals.wait(timeout) {
+                if sig != nix::libc::SIGCHLD {
+                    self.on_signal(inst, sig);
+                }
+            }
         }
     }
 
-    fn on_signal(&mut self, pid: Pid, sig: i32) {
-        let stop = STOP_SIGNALS.contains(&sig);
-        if stop && self.stop_signal.is_none() {
-            let now = Instant::now();
-            let s = &self.plan.supervise;
-            let delay = Duration::from_secs(s.pre_stop_delay_secs);
-            self.stop_signal = Some(sig);
-            self.kill_at = Some(now + delay + Duration::from_secs(s.stop_grace_secs));
-            info!(
-                sig,
-                pre_stop_delay_secs = s.pre_stop_delay_secs,
-                grace_secs = s.stop_grace_secs,
-                "stopping"
+    fn next_wakeup(&self, inst: &Instance) -> Option<Instant> {
+        let probe = inst
+            .probe
+            .as_ref()
+            .filter(|_| self.probing(inst))
+            .map(|p| p.next_at);
+        let (forward, kill) = match &self.stop {
+            Some(st) => (
+                st.forward_at.filter(|_| !(st.defer && !inst.ready)),
+                Some(st.kill_at).filter(|_| !st.killed),
+            ),
+            None => (None, None),
+        };
+        [probe, forward, kill].into_iter().flatten().min()
+    }
+
+    /// Probe while not ready, unless a stop is under way that does not wait for readiness.
+    fn probing(&self, inst: &Instance) -> bool {
+        !inst.ready
+            && inst.not_ready.is_none()
+            && self
+                .stop
+                .as_ref()
+                .is_none_or(|st| st.defer && st.forward_at.is_some())
+    }
+
+    fn mark_ready(&mut self) {
+        if !self.ready_sent {
+            self.ready_sent = true;
+            self.notifier.send("READY=1\nSTATUS=server ready");
+        }
+    }
+
+    fn tick_probe(&mut self, inst: &mut Instance) {
+        if !self.probing(inst) {
+            return;
+        }
+        let Some(p) = inst.probe.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if now < p.next_at {
+            return;
+        }
+        p.attempts += 1;
+        // Bounded: signals wait in the self-pipe meanwhile, at most this long.
+        let budget = p
+            .interval
+            .clamp(Duration::from_millis(200), Duration::from_secs(1));
+        let result = p.get.probe(budget);
+        let attempt = p.attempts;
+        match result {
+            Ok(code) if crate::ready::passes(code) => {
+                info!(url = %p.get, status = code, attempt, "readiness probe passed: server ready");
+                inst.probe = None;
+                inst.ready = true;
+                self.mark_ready();
+                return;
+            }
+            Ok(code) => {
+                p.last = format!("HTTP {code}");
+            }
+            Err(e) => p.last = e,
+        }
+        info!(url = %p.get, result = %p.last, attempt, "readiness probe: not ready");
+        p.next_at = Instant::now() + p.interval;
+        if Instant::now() >= p.deadline {
+            let e = Error::NotReady {
+                url: p.get.url().to_string(),
+                secs: p.timeout_secs,
+                last: p.last.clone(),
+            };
+            error!("{e}");
+            inst.not_ready = Some(e);
+            // A failed start: stop now, without a pre-stop delay and without waiting for a
+            // readiness that did not come.
+            if self.stop.is_none() {
+                self.begin_stop(inst, nix::libc::SIGTERM, false);
+            } else if let Some(st) = self.stop.as_mut() {
+                st.defer = false;
+                st.forward_at = st.forward_at.map(|_| Instant::now());
+            }
+        }
+    }
+
+    fn tick_stop(&mut self, inst: &Instance) {
+        let now = Instant::now();
+        let Some(st) = self.stop.as_mut() else {
+            return;
+        };
+        let mut forward = None;
+        if st.forward_at.is_some_and(|at| now >= at) && !(st.defer && !inst.ready) {
+            st.forward_at = None;
+            forward = Some(st.sig);
+        }
+        let kill = !st.killed && now >= st.kill_at;
+        st.killed |= kill;
+        let held = st.forward_at.is_some();
+        if let Some(sig) = forward {
+            self.forward(inst.pid, sig);
+        }
+        if kill {
+            warn!(
+                grace_secs = self.plan.supervise.stop_grace_secs,
+                stop_signal_held = held,
+                "grace period over: SIGKILL to the server's process group"
             );
-            if delay.is_zero() {
-                self.forward(pid, sig);
-            } else {
-                self.forward_at = Some(now + delay);
+            self.kill_now(inst.pid);
+        }
+    }
+
+    fn kill_now(&self, pid: Pid) {
+        let _ = crate::sys::kill_raw(-pid.as_raw(), nix::libc::SIGKILL);
+        let _ = crate::sys::kill_raw(pid.as_raw(), nix::libc::SIGKILL);
+    }
+
+    fn begin_stop(&mut self, inst: &Instance, sig: i32, delay: bool) {
+        let now = Instant::now();
+        let s = &self.plan.supervise;
+        let pre = if delay {
+            Duration::from_secs(s.pre_stop_delay_secs)
+        } else {
+            Duration::ZERO
+        };
+        let defer = s.defer_stop_until_ready && inst.probe.is_some() && !inst.ready;
+        info!(
+            sig,
+            pre_stop_delay_secs = pre.as_secs(),
+            grace_secs = s.stop_grace_secs,
+            held_until_ready = defer,
+            "stopping"
+        );
+        self.stop = Some(Stop {
+            sig,
+            forward_at: Some(now + pre),
+            defer,
+            kill_at: now + pre + Duration::from_secs(s.stop_grace_secs),
+            killed: false,
+        });
+        self.notifier.send("STOPPING=1");
+        self.tick_stop(inst);
+    }
+
+    fn on_signal(&mut self, inst: &Instance, sig: i32) {
+        if STOP_SIGNALS.contains(&sig) {
+            match &self.stop {
+                None => self.begin_stop(inst, sig, true),
+                // Pre-stop delay or held until ready: the stop is already scheduled.
+                Some(st) if st.forward_at.is_some() => debug!(sig, "stop already scheduled"),
+                // A second stop signal while draining goes through (e.g. a second Ctrl-C).
+                Some(_) => self.forward(inst.pid, sig),
             }
             return;
         }
-        if stop && self.forward_at.is_some() {
-            // Still in the pre-stop delay: the stop is already scheduled.
-            return;
-        }
-        self.forward(pid, sig);
+        self.forward(inst.pid, sig);
     }
 
     /// Reap every child that has exited; return the status of `server` if it was among them.
@@ -312,6 +529,7 @@ impl Supervisor<'_> {
                     if s.pid().is_some() && s.pid() == server {
                         found = Some(s);
                     } else {
+                        self.orphans_reaped += 1;
                         debug!(status = ?s, "reaped");
                     }
                 }
@@ -322,7 +540,8 @@ impl Supervisor<'_> {
         found
     }
 
-    /// Our remaining children (orphans reparented to us, or the server's leftovers).
+    /// Our remaining children (orphans reparented to us, or the server's leftovers). Not used
+    /// as PID 1: in a PID namespace without its own /proc these would be host pids.
     fn children(&self) -> Vec<i32> {
         let me = nix::unistd::getpid();
         let path = format!("/proc/{me}/task/{me}/children");
@@ -357,28 +576,30 @@ impl Supervisor<'_> {
         )
     }
 
+    /// Is anything left in the server's process group? EPERM means yes (not ours to signal).
+    fn group_alive(server: Pid) -> bool {
+        !matches!(crate::sys::kill_raw(-server.as_raw(), 0), Err(Errno::ESRCH))
+    }
+
     /// After the server exits: TERM to whatever is left in its group or below us, then KILL
     /// after `leftover_grace_ms`, reaping until nothing is left (bounded).
     fn cleanup_leftovers(&mut self, server: Pid) {
         let _ = self.reap(None);
-        if !self.has_children()
-            && nix::sys::signal::kill(Pid::from_raw(-server.as_raw()), None).is_err()
-        {
+        if !self.has_children() && !Self::group_alive(server) {
             return;
         }
-        debug!("terminating leftovers");
+        info!("terminating leftover processes");
         self.signal_leftovers(server, nix::libc::SIGTERM);
         let term_end =
             Instant::now() + Duration::from_millis(self.plan.supervise.leftover_grace_ms);
-        while Instant::now() < term_end && self.has_children() {
+        while Instant::now() < term_end && (self.has_children() || Self::group_alive(server)) {
             let _ = self.signals.wait(Some(Duration::from_millis(20)));
             let _ = self.reap(None);
         }
         let kill_end = Instant::now() + Duration::from_secs(5);
         loop {
             let _ = self.reap(None);
-            let group_alive = nix::sys::signal::kill(Pid::from_raw(-server.as_raw()), None).is_ok();
-            if !self.has_children() && !group_alive {
+            if !self.has_children() && !Self::group_alive(server) {
                 return;
             }
             if Instant::now() >= kill_end {
@@ -389,4 +610,73 @@ impl Supervisor<'_> {
             let _ = self.signals.wait(Some(Duration::from_millis(10)));
         }
     }
+}
+
+/// Capabilities the confinement child needs from its parent, for a restart.
+fn child_needs(plan: &Plan) -> Vec<Capability> {
+    let mut v = plan.keep_caps.clone();
+    if plan.identity.mode == Mode::Root {
+        v.extend([
+            Capability::CAP_SETUID,
+            Capability::CAP_SETGID,
+            Capability::CAP_SETPCAP,
+        ]);
+    }
+    if plan.mounts.is_some() {
+        v.push(Capability::CAP_SYS_ADMIN);
+    }
+    // Only raising a hard limit needs CAP_SYS_RESOURCE.
+    let raises = plan.rlimits.iter().any(|r| {
+        let want = r.value.unwrap_or(nix::libc::RLIM_INFINITY);
+        nix::sys::resource::getrlimit(r.resource).map_or(true, |(_, hard)| want > hard)
+    });
+    if raises {
+        v.push(Capability::CAP_SYS_RESOURCE);
+    }
+    v
+}
+
+/// What the supervisor keeps once the server runs: CAP_KILL (the server runs as another uid),
+/// plus what the child needs if a restart may fork another one.
+pub fn supervisor_keeps(plan: &Plan) -> CapsHashSet {
+    let mut keep: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
+    if plan.supervise.restart.mode == RestartMode::OnFailure {
+        keep.extend(child_needs(plan));
+    }
+    keep
+}
+
+/// Reduce our own capabilities to `keep` (bounding set included when we may) and set
+/// no_new_privs; the server can then neither signal nor ptrace anything it could exploit.
+pub fn drop_own_capabilities(keep: &CapsHashSet) -> Result<()> {
+    let cap_err = |what: &str| {
+        let what = what.to_string();
+        move |e: caps::errors::CapsError| Error::Privilege(format!("supervisor {what}: {e}"))
+    };
+    let permitted = caps::read(None, CapSet::Permitted).map_err(cap_err("read capabilities"))?;
+    let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
+    if crate::capabilities::has_setpcap() {
+        for c in caps::all() {
+            if !keep.contains(&c) && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, c).map_err(cap_err("bounding set"))?;
+            }
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(cap_err("ambient set"))?;
+    caps::clear(None, CapSet::Inheritable).map_err(cap_err("inheritable set"))?;
+    caps::set(None, CapSet::Effective, &keep).map_err(cap_err("effective set"))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("permitted set"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| Error::os("supervisor no_new_privs", e))?;
+    let effective = caps::read(None, CapSet::Effective).map_err(cap_err("read capabilities"))?;
+    if effective != keep {
+        return Err(Error::Privilege(format!(
+            "supervisor capabilities are {effective:?} after the drop, expected {keep:?}"
+        )));
+    }
+    debug!(keep = ?keep, "supervisor capabilities reduced");
+    Ok(())
+}
+
+fn drop_privileges(plan: &Plan) -> Result<()> {
+    drop_own_capabilities(&supervisor_keeps(plan))
 }

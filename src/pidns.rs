@@ -1,0 +1,195 @@
+//! The supervisor as PID 1 of its own PID namespace, so that nothing of the server's tree can
+//! outlive stockade, even when stockade is SIGKILLed.
+//!
+//! PDEATHSIG kills the server when its parent dies, but not the server's children, and a process
+//! that left the group escapes a group kill. A PID namespace closes both holes: when its PID 1
+//! dies the kernel SIGKILLs every process in it. So stockade `unshare`s a PID namespace and
+//! forks: the inner process is PID 1 there and supervises, with PDEATHSIG=SIGKILL towards the
+//! outer one; the outer one only relays signals in and the exit code (and systemd notifications)
+//! out. SIGKILL to the outer → PDEATHSIG kills the inner → the kernel kills the namespace.
+//!
+//! Without CAP_SYS_ADMIN (rootless) there is no PID namespace: the guarantee is then the
+//! server's PDEATHSIG and the process-group kill only.
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::identity::Mode;
+use crate::notify::Notifier;
+use crate::plan::Plan;
+use crate::profile::PidNamespace;
+use crate::supervisor::Signals;
+
+pub enum Entered {
+    /// We are the outer process and the inner one has exited with this code.
+    Outer(u8),
+    /// We are PID 1 of the new namespace; supervise. Notifications go through the outer one.
+    Inner(Notifier),
+    /// `auto` could not create the namespace: supervise as an ordinary process.
+    Skipped(Notifier),
+}
+
+/// Should this start use a PID namespace? `auto`: as root with CAP_SYS_ADMIN, unless already
+/// PID 1 (a container's init is in its own namespace already).
+pub fn wanted(plan: &Plan) -> Result<bool> {
+    let mode = plan.supervise.pid_namespace;
+    if mode == PidNamespace::Never {
+        return Ok(false);
+    }
+    if nix::unistd::getpid().as_raw() == 1 {
+        debug!("already PID 1 of a namespace");
+        return Ok(false);
+    }
+    let can = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false);
+    match mode {
+        PidNamespace::Auto => Ok(can && plan.identity.mode == Mode::Root),
+        PidNamespace::Always if can => Ok(true),
+        _ => Err(Error::Privilege(
+            "supervise.pid_namespace = \"always\" needs CAP_SYS_ADMIN to create a PID namespace \
+             (start stockade as root, or use \"auto\")"
+                .into(),
+        )),
+    }
+}
+
+/// Create the namespace and fork its PID 1. Returns in both processes (see `Entered`).
+/// All signals must still be blocked (they are, from `main`).
+pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+        if plan.supervise.pid_namespace == PidNamespace::Always {
+            return Err(Error::os("unshare(CLONE_NEWPID)", e));
+        }
+        warn!(error = %e, "cannot create a PID namespace: supervising without one (only PDEATHSIG and the process group stop the server's tree if stockade is killed)");
+        return Ok(Entered::Skipped(notifier));
+    }
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    // The inner process checks this pipe to learn whether the outer one is still alive.
+    let (life_r, life_w) = nix::unistd::pipe2(cloexec).map_err(|e| Error::os("pipe", e))?;
+    let relay = if notifier.is_on() {
+        Some(nix::unistd::pipe2(cloexec).map_err(|e| Error::os("pipe", e))?)
+    } else {
+        None
+    };
+    match crate::sys::fork().map_err(|e| Error::os("fork (PID namespace)", e))? {
+        ForkResult::Child => {
+            drop(life_w);
+            drop(notifier);
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|e| Error::os("PR_SET_PDEATHSIG", e))?;
+            // getppid() is 0 here whether or not the outer process lives (it is outside the
+            // namespace), so ask the pipe: a hang-up means it died before PDEATHSIG was set.
+            let mut fds = [PollFd::new(life_r.as_fd(), PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, PollTimeout::ZERO);
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP))
+            {
+                return Err(Error::Internal(
+                    "the outer stockade process exited during start-up".into(),
+                ));
+            }
+            let n = relay.map_or(Notifier::Off, |(r, w)| {
+                drop(r);
+                Notifier::relay(w)
+            });
+            Ok(Entered::Inner(n))
+        }
+        ForkResult::Parent { child } => {
+            drop(life_r);
+            let relay = relay.map(|(r, w)| {
+                drop(w);
+                r
+            });
+            info!(
+                inner = child.as_raw(),
+                "supervising from PID 1 of a new PID namespace"
+            );
+            let code = outer(child, relay, notifier)?;
+            drop(life_w);
+            Ok(Entered::Outer(code))
+        }
+    }
+}
+
+/// The outer process: no capabilities, relays signals to the inner one and its notifications to
+/// systemd, and exits with its code.
+fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
+    crate::supervisor::drop_own_capabilities(&caps::CapsHashSet::new())?;
+    let mut signals = Signals::install()?;
+    crate::supervisor::unblock_all()?;
+    let mut relay = relay.map(std::fs::File::from);
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let sig_fd = crate::sys::borrow_fd(signals.fd());
+        let mut fds = vec![PollFd::new(sig_fd, PollFlags::POLLIN)];
+        if let Some(r) = &relay {
+            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
+        let relay_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| {
+            r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+        });
+        drop(fds);
+        for sig in signals.pending() {
+            if sig == nix::libc::SIGCHLD {
+                continue;
+            }
+            match crate::sys::kill_raw(inner.as_raw(), sig) {
+                Ok(()) | Err(Errno::ESRCH) => debug!(sig, "relayed to the namespace's PID 1"),
+                Err(e) => warn!(sig, error = %e, "relaying failed"),
+            }
+        }
+        if relay_ready {
+            relay_once(&mut relay, &mut pending, &mut notifier);
+        }
+        match nix::sys::wait::waitpid(inner, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(s) => {
+                if let Some(code) = crate::error::status_code(s) {
+                    debug!(status = ?s, "namespace's PID 1 exited");
+                    // Its last messages (STOPPING=1) may still be in the pipe; the write end
+                    // is closed now, so this ends (bounded in case it is not).
+                    for _ in 0..64 {
+                        if relay.is_none() {
+                            break;
+                        }
+                        relay_once(&mut relay, &mut pending, &mut notifier);
+                    }
+                    return Ok(code);
+                }
+            }
+            Err(e) => return Err(Error::os("waiting for the namespace's PID 1", e)),
+        }
+    }
+}
+
+/// One read from the relay pipe; send every complete (NUL-terminated) message. EOF closes it.
+fn relay_once(relay: &mut Option<std::fs::File>, pending: &mut Vec<u8>, notifier: &mut Notifier) {
+    let Some(r) = relay.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    match r.read(&mut buf) {
+        Ok(0) => *relay = None,
+        Ok(n) => pending.extend_from_slice(&buf[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Err(_) => *relay = None,
+    }
+    while let Some(end) = pending.iter().position(|b| *b == 0) {
+        let msg: Vec<u8> = pending.drain(..=end).collect();
+        notifier.send(&String::from_utf8_lossy(&msg[..end]));
+    }
+}

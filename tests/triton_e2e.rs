@@ -1,0 +1,1457 @@
+//! End-to-end tests against the REAL tritonserver (2.51, CPU, python backend) confined by the
+//! REAL stockade binary with the built-in `--profile triton`.
+//!
+//! Requirements: root, Triton installed by `scripts/install-triton.sh` (default
+//! /opt/stockade/triton, or `STOCKADE_TRITON_DIR`). A missing install is a failure, never a skip.
+//!
+//! Cost control (2 cores): three servers in total, one per test function that needs one; the
+//! functions run in parallel on different ports and temp dirs. Server *start-up* (spawn until
+//! ready) is serialized by a lock so that the artifacts of one instance (python_env dirs, the
+//! admin secret file, which every start rewrites) can be attributed to it.
+//!
+//! Every wait is bounded; a `Drop` guard kills the stockade we started (and the recorded
+//! processes of its tree, by pid + start time) when a test fails.
+//!
+//! Run: `cargo test --test triton_e2e -- --nocapture` (prints timings).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const STOCKADE: &str = env!("CARGO_BIN_EXE_stockade");
+const NOBODY: u32 = 65534;
+const SECRET_FILE: &str = "/run/stockade/triton-admin.secret";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Triton drains in ~2-3 s; the profile's grace is 60 s, exit-timeout-secs 30.
+const STOP_TIMEOUT: Duration = Duration::from_secs(45);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+const EXPECTED_SUM: &str = "OK [11.0, 22.0, 33.0, 44.0]";
+
+// ------------------------------------------------------------------------------- environment
+
+struct Triton {
+    server: PathBuf,
+    backends: PathBuf,
+    python: PathBuf,
+    path: String,
+}
+
+fn triton() -> &'static Triton {
+    static T: OnceLock<Triton> = OnceLock::new();
+    T.get_or_init(|| {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the Triton end-to-end tests need root (stockade drops to uid 65534); run them as root"
+        );
+        let dir = PathBuf::from(
+            std::env::var_os("STOCKADE_TRITON_DIR")
+                .unwrap_or_else(|| "/opt/stockade/triton".into()),
+        );
+        let hint = format!(
+            "Triton is not installed in {d}: run `scripts/install-triton.sh {d}` (as root) first, \
+             or point STOCKADE_TRITON_DIR at an install",
+            d = dir.display()
+        );
+        let env_sh = fs::read_to_string(dir.join("env.sh"))
+            .unwrap_or_else(|e| panic!("{hint} (cannot read {}/env.sh: {e})", dir.display()));
+        let vars: BTreeMap<String, String> = env_sh
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.trim_matches('\'').trim_matches('"').to_string(),
+                )
+            })
+            .collect();
+        let get = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{hint} ({}/env.sh has no {k})", dir.display()))
+        };
+        let t = Triton {
+            server: PathBuf::from(get("TRITONSERVER")),
+            backends: PathBuf::from(get("TRITON_BACKENDS")),
+            python: PathBuf::from(get("TRITON_PYTHON")),
+            path: get("TRITON_PATH"),
+        };
+        for (what, p) in [("tritonserver", &t.server), ("venv python", &t.python)] {
+            let ok =
+                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            assert!(
+                ok,
+                "{hint} ({what} {} is missing or not executable)",
+                p.display()
+            );
+        }
+        assert!(
+            t.backends.join("python/libtriton_python.so").is_file(),
+            "{hint} (no python backend in {})",
+            t.backends.display()
+        );
+        t
+    })
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triton")
+}
+
+fn startup_lock() -> MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tempdir(prefix: &str, mode: u32) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(mode)).unwrap();
+    d
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir(dst).unwrap();
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), &to).unwrap();
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+/// A fresh model repository: `<0755 tmp>/models` (root-owned, go-w), plus
+/// `models/probe/1/scratch/` owned by 65534 holding `victim` (65534, 0644): file permissions
+/// would let the server write there, so only Landlock can refuse it.
+struct Repo {
+    _dir: tempfile::TempDir,
+    models: PathBuf,
+    scratch: PathBuf,
+}
+
+fn make_repo() -> Repo {
+    let dir = tempdir("stockade-e2e-", 0o755);
+    let models = dir.path().join("models");
+    copy_tree(&fixtures().join("models"), &models);
+    let scratch = models.join("probe/1/scratch");
+    fs::create_dir(&scratch).unwrap();
+    fs::write(scratch.join("victim"), "victim\n").unwrap();
+    for p in [&scratch, &scratch.join("victim")] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    Repo {
+        _dir: dir,
+        models,
+        scratch,
+    }
+}
+
+// --------------------------------------------------------------------------------- processes
+
+/// Output of a bounded run.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` (stdout/stderr captured) and kills it after `timeout`. `poll` is called with the
+/// child's pid while it runs.
+fn run_bounded(mut cmd: Command, timeout: Duration, mut poll: impl FnMut(i32)) -> Out {
+    let desc = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    let pid = child.id() as i32;
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let so = reader(Box::new(child.stdout.take().unwrap()));
+    let se = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        poll(pid);
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {timeout:?}: {desc}");
+        }
+        sleep(Duration::from_millis(5));
+    };
+    Out {
+        code: status.code(),
+        stdout: so.join().unwrap(),
+        stderr: se.join().unwrap(),
+    }
+}
+
+/// `client.py ARGS` under the venv python; returns (exit code, stdout trimmed, stderr).
+fn client(args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(&triton().python);
+    c.arg(fixtures().join("client.py")).args(args);
+    let o = run_bounded(c, CLIENT_TIMEOUT, |_| {});
+    (o.code.unwrap_or(-1), o.stdout.trim().to_string(), o.stderr)
+}
+
+fn proc_status(pid: i32) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Start time (clock ticks since boot) of `pid`, None if it does not exist.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Children of every thread of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let f = t.path().join("children");
+            if let Ok(s) = fs::read_to_string(f) {
+                out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = children(pid);
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        todo.extend(children(p));
+    }
+    out
+}
+
+fn exe(pid: i32) -> String {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn environ_names(pid: i32) -> BTreeMap<String, String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/environ: {e}"))
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let s = String::from_utf8_lossy(s);
+            let (k, v) = s.split_once('=').unwrap_or((&s, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Listening TCP sockets (addr:port) of `pid`, from its fds and its netns's /proc/net/tcp{,6}.
+fn listening(pid: i32) -> BTreeSet<String> {
+    let inodes: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.display().to_string();
+                    l.strip_prefix("socket:[")
+                        .map(|s| s.trim_end_matches(']').to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for (file, v6) in [("tcp", false), ("tcp6", true)] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" || !inodes.contains(f[9]) {
+                continue;
+            }
+            let (addr, port) = f[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            let addr = if v6 {
+                format!("[{addr}]")
+            } else {
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
+            };
+            out.insert(format!("{addr}:{port}"));
+        }
+    }
+    out
+}
+
+/// HTTP status of `GET path` on 127.0.0.1:port, None on transport error.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn glob_tmp(prefix: &str) -> BTreeSet<PathBuf> {
+    fs::read_dir("/tmp")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// -------------------------------------------------------------------------------- the server
+
+/// One stockade (`--profile triton`) + its tritonserver. Drop kills whatever is still running.
+struct Server {
+    child: Child,
+    pid: i32,
+    http: u16,
+    grpc: u16,
+    repo: Repo,
+    logs: tempfile::TempDir,
+    /// tritonserver, then the python stubs: (pid, start time).
+    tree: Vec<(i32, u64)>,
+    server_pid: i32,
+    stub_pids: Vec<i32>,
+    /// /dev/shm regions and /tmp/python_env_* dirs of this instance.
+    shm: Vec<PathBuf>,
+    pyenv: Vec<PathBuf>,
+    ready_after: Duration,
+    /// The admin secret file's content/metadata read right after this server became ready
+    /// (under the start-up lock, before any other instance could rewrite it).
+    secret: String,
+    secret_meta: Option<fs::Metadata>,
+    /// `--dry-run` of the same command line, run under the lock: (stdout, stderr, exit code,
+    /// secret file content afterwards).
+    dry_run: Option<(String, String, Option<i32>, String)>,
+    exited: Option<ExitStatus>,
+}
+
+struct Opts<'a> {
+    extra_args: &'a [&'a str],
+    extra_env: &'a [(&'a str, &'a str)],
+    with_dry_run: bool,
+}
+
+const PLAIN: Opts<'static> = Opts {
+    extra_args: &[],
+    extra_env: &[],
+    with_dry_run: false,
+};
+
+fn stockade_cmd(t: &Triton, args: &[String], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(STOCKADE);
+    c.env_clear()
+        .env("PATH", &t.path)
+        .env("STOCKADE_LOG", "info")
+        .envs(env.iter().copied())
+        .current_dir("/")
+        .args(["--profile", "triton"]);
+    c.args(args);
+    c
+}
+
+impl Server {
+    fn start(o: &Opts) -> Server {
+        let t = triton();
+        let repo = make_repo();
+        let logs = tempdir("stockade-e2e-logs-", 0o700);
+        let (http, grpc) = (free_port(), free_port());
+        let mut args: Vec<String> = vec![
+            "--".into(),
+            t.server.display().to_string(),
+            format!("--model-repository={}", repo.models.display()),
+            format!("--backend-directory={}", t.backends.display()),
+            "--allow-grpc=true".into(),
+            format!("--http-port={http}"),
+            format!("--grpc-port={grpc}"),
+        ];
+        args.extend(o.extra_args.iter().map(|s| s.to_string()));
+
+        let lock = startup_lock();
+        let pyenv_before = glob_tmp("python_env_");
+        let spawned_at = SystemTime::now();
+        let mut cmd = stockade_cmd(t, &args, o.extra_env);
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(logs.path().join("stdout")).unwrap())
+            .stderr(fs::File::create(logs.path().join("stderr")).unwrap());
+        let t0 = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {STOCKADE}: {e}"));
+        let pid = child.id() as i32;
+        let mut s = Server {
+            child,
+            pid,
+            http,
+            grpc,
+            repo,
+            logs,
+            tree: Vec::new(),
+            server_pid: 0,
+            stub_pids: Vec::new(),
+            shm: Vec::new(),
+            pyenv: Vec::new(),
+            ready_after: Duration::ZERO,
+            secret: String::new(),
+            secret_meta: None,
+            dry_run: None,
+            exited: None,
+        };
+        // Ready = HTTP /v2/health/ready 200 (strict readiness: every model loaded), bounded,
+        // while watching stockade: a refused start or a dying server must not wait 60 s.
+        loop {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                s.exited = Some(st);
+                panic!(
+                    "stockade exited ({st}) before Triton was ready; log tail:\n{}",
+                    tail(&s.log(), 30)
+                );
+            }
+            if http_status(http, "/v2/health/ready") == Some(200) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < READY_TIMEOUT,
+                "Triton not ready after {READY_TIMEOUT:?}; log tail:\n{}",
+                tail(&s.log(), 30)
+            );
+            sleep(Duration::from_millis(20));
+        }
+        s.ready_after = t0.elapsed();
+
+        // The tree: stockade -> tritonserver -> stubs.
+        let kids = children(pid);
+        assert_eq!(
+            kids.len(),
+            1,
+            "stockade should have exactly one child (tritonserver): {kids:?}"
+        );
+        s.server_pid = kids[0];
+        let server_exe = fs::canonicalize(&t.server).unwrap().display().to_string();
+        assert_eq!(
+            exe(s.server_pid),
+            server_exe,
+            "stockade's child is not tritonserver"
+        );
+        s.tree
+            .push((s.server_pid, start_time(s.server_pid).unwrap()));
+        for p in descendants(s.server_pid) {
+            let is_stub = exe(p).ends_with("/triton_python_backend_stub")
+                || cmdline(p)
+                    .first()
+                    .is_some_and(|a| a.ends_with("triton_python_backend_stub"));
+            if let Some(st) = start_time(p) {
+                s.tree.push((p, st));
+            }
+            if is_stub {
+                s.stub_pids.push(p);
+                // argv[2] is the stub's shm region name.
+                for a in cmdline(p) {
+                    if a.starts_with("triton_python_backend_shm_region") {
+                        s.shm.push(Path::new("/dev/shm").join(a));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            s.stub_pids.len(),
+            2,
+            "expected 2 python stubs (add, probe) under tritonserver"
+        );
+        for p in &s.shm {
+            assert!(p.exists(), "stub shm region {} does not exist", p.display());
+        }
+        s.pyenv = glob_tmp("python_env_")
+            .difference(&pyenv_before)
+            .filter(|p| {
+                fs::metadata(p).is_ok_and(|m| {
+                    m.uid() == NOBODY
+                        && m.modified()
+                            .is_ok_and(|t| t + Duration::from_secs(1) >= spawned_at)
+                })
+            })
+            .cloned()
+            .collect();
+
+        // Admin secret: this start wrote it; nobody else can have rewritten it yet.
+        s.secret = fs::read_to_string(SECRET_FILE)
+            .unwrap_or_else(|e| panic!("stockade did not write {SECRET_FILE}: {e}"))
+            .trim_end()
+            .to_string();
+        s.secret_meta = Some(fs::metadata(SECRET_FILE).unwrap());
+        if o.with_dry_run {
+            let mut dargs = vec!["--dry-run".to_string()];
+            dargs.extend(args.iter().cloned());
+            let out = run_bounded(stockade_cmd(t, &dargs, o.extra_env), CLIENT_TIMEOUT, |_| {});
+            let after = fs::read_to_string(SECRET_FILE)
+                .unwrap_or_default()
+                .trim_end()
+                .to_string();
+            s.dry_run = Some((out.stdout, out.stderr, out.code, after));
+        }
+        drop(lock);
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.logs.path().join("stderr")).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        fs::read_to_string(self.logs.path().join("stdout")).unwrap_or_default()
+    }
+
+    fn probe(&self, op: &str, arg: &str) -> String {
+        let (code, out, err) = client(&["http-probe", &self.url(), op, arg]);
+        assert_eq!(code, 0, "probe {op} {arg}: client failed: {out} {err}");
+        out
+    }
+
+    fn running(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().unwrap();
+        }
+        self.exited.is_none()
+    }
+
+    /// SIGTERM to stockade; waits (bounded) for it. Returns its status and the drain time.
+    fn stop(&mut self) -> (ExitStatus, Duration) {
+        assert!(self.running(), "stockade already exited: {:?}", self.exited);
+        let t0 = Instant::now();
+        kill(Pid::from_raw(self.pid), Signal::SIGTERM).unwrap();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.exited = Some(st);
+                return (st, t0.elapsed());
+            }
+            assert!(
+                t0.elapsed() < STOP_TIMEOUT,
+                "stockade still running {STOP_TIMEOUT:?} after SIGTERM; log tail:\n{}",
+                tail(&self.log(), 30)
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Processes of the recorded tree that still exist (same pid AND start time).
+    fn survivors(&self) -> Vec<i32> {
+        self.tree
+            .iter()
+            .filter(|(p, st)| start_time(*p) == Some(*st))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// After stop(): nothing of this instance is left (bounded wait for reaping).
+    fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.survivors().is_empty() && Instant::now() < deadline {
+            sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            self.survivors(),
+            Vec::<i32>::new(),
+            "processes of the tree survived"
+        );
+        for p in self.shm.iter().chain(&self.pyenv) {
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+    }
+
+    fn stop_cleanly(&mut self) -> Duration {
+        let (st, took) = self.stop();
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "stockade should exit 0 after SIGTERM (Triton drained), got {st}; log tail:\n{}",
+            tail(&self.log(), 30)
+        );
+        self.assert_nothing_left();
+        took
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.running() {
+            // Failure path: kill only what this test started (pid + start time match).
+            for p in self.survivors() {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.survivors().is_empty() && Instant::now() < deadline {
+            for p in self.survivors() {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            sleep(Duration::from_millis(20));
+        }
+        for p in &self.shm {
+            let _ = fs::remove_file(p);
+        }
+        for p in &self.pyenv {
+            let _ = fs::remove_dir_all(p);
+        }
+        let _ = &self.repo;
+    }
+}
+
+// ------------------------------------------------------------------------------- assertions
+
+fn assert_confined(pid: i32, what: &str) {
+    let st = proc_status(pid);
+    let get = |k: &str| {
+        st.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{what}: no {k} in status"))
+    };
+    let ids = |k: &str| {
+        get(k)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids("Uid"), vec!["65534"; 4], "{what} ({pid}) Uid");
+    assert_eq!(ids("Gid"), vec!["65534"; 4], "{what} ({pid}) Gid");
+    assert_eq!(get("Groups"), "", "{what} ({pid}) Groups");
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(get(cap), "0000000000000000", "{what} ({pid}) {cap}");
+    }
+    assert_eq!(get("NoNewPrivs"), "1", "{what} ({pid}) NoNewPrivs");
+    assert_eq!(get("Seccomp"), "2", "{what} ({pid}) Seccomp");
+}
+
+fn assert_infer(s: &Server) {
+    let (c, out, err) = client(&["http-infer", &s.url(), "add"]);
+    assert_eq!((c, out.as_str()), (0, EXPECTED_SUM), "HTTP infer: {err}");
+    let (c, out, err) = client(&["grpc-infer", &s.grpc_addr(), "add"]);
+    assert_eq!((c, out.as_str()), (0, EXPECTED_SUM), "gRPC infer: {err}");
+}
+
+// ------------------------------------------------------------------------------------ tests
+
+/// Serves over HTTP and gRPC; server and stubs confined; environment scrubbed; only the two
+/// requested loopback listeners; SIGTERM drains and leaves nothing behind.
+#[test]
+fn serves_confined_with_scrubbed_env_and_stops_cleanly() {
+    let hostile_env = [
+        ("AIP_MODE", "PREDICTION"),
+        ("AIP_STORAGE_URI", "/somewhere"),
+        ("TRITON_SERVER_CPU_ONLY", "1"),
+        ("LD_PRELOAD", "/nonexistent.so"),
+    ];
+    let mut s = Server::start(&Opts {
+        extra_env: &hostile_env,
+        ..PLAIN
+    });
+    println!(
+        "[serves] time-to-ready {:.3} s",
+        s.ready_after.as_secs_f64()
+    );
+
+    // AIP_MODE=PREDICTION would have turned HTTP and gRPC off: both answer.
+    assert_infer(&s);
+
+    // Confinement, read from outside.
+    assert_eq!(proc_status(s.server_pid)["PPid"], s.pid.to_string());
+    assert_confined(s.server_pid, "tritonserver");
+    for &p in &s.stub_pids {
+        assert_confined(p, "python stub");
+    }
+    // ... and from inside (gRPC transport for the probe this time).
+    let (c, out, err) = client(&["grpc-probe", &s.grpc_addr(), "uid", ""]);
+    assert_eq!(c, 0, "{err}");
+    assert!(
+        out.starts_with("uid=65534 gid=65534 groups= nnp=1 seccomp=2 capeff=0000000000000000"),
+        "probe uid: {out}"
+    );
+
+    // Environment: nothing hostile reaches the server or the stubs.
+    let forbidden = |k: &str| {
+        [
+            "AIP_", "TRITON", "LD_", "PYTHON", "OTEL_", "AWS_", "GOOGLE_", "AZURE_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+    };
+    let env = environ_names(s.server_pid);
+    let names: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+    assert!(
+        names.is_subset(&BTreeSet::from(["PATH", "HOME", "LANG", "LC_ALL", "TZ"])),
+        "server environment has unexpected names: {names:?}"
+    );
+    assert_eq!(env.get("HOME").map(String::as_str), Some("/nonexistent"));
+    assert_eq!(env.get("PATH"), Some(&triton().path));
+    for &p in &s.stub_pids {
+        let bad: Vec<String> = environ_names(p)
+            .into_keys()
+            .filter(|k| forbidden(k))
+            .collect();
+        assert!(bad.is_empty(), "stub {p} environment has {bad:?}");
+    }
+    for src in ["os", "proc"] {
+        let names = s.probe("environ", src);
+        assert!(
+            !names.starts_with("error") && names.contains("PATH"),
+            "environ {src}: {names}"
+        );
+        let bad: Vec<&str> = names.split(',').filter(|k| forbidden(k)).collect();
+        assert!(
+            bad.is_empty(),
+            "stub environment ({src}) has {bad:?}: {names}"
+        );
+    }
+    let log = s.log();
+    let scrub_line = log
+        .lines()
+        .find(|l| l.contains("do not reach the server"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no scrubbed-environment line in the log:\n{}",
+                tail(&log, 40)
+            )
+        });
+    for (k, _) in hostile_env {
+        assert!(
+            scrub_line.contains(k),
+            "{k} not reported as scrubbed: {scrub_line}"
+        );
+    }
+
+    // Listeners: exactly the HTTP and gRPC ports on loopback (no Vertex AI on 8080, no
+    // SageMaker, no metrics); the stubs listen on nothing.
+    let expected = BTreeSet::from([
+        format!("127.0.0.1:{}", s.http),
+        format!("127.0.0.1:{}", s.grpc),
+    ]);
+    assert_eq!(listening(s.server_pid), expected, "tritonserver listeners");
+    for &p in &s.stub_pids {
+        assert_eq!(listening(p), BTreeSet::new(), "stub {p} listeners");
+    }
+    for svc in ["Vertex", "Sagemaker", "SageMaker", "Metrics Service"] {
+        assert!(
+            !log.contains(&format!("Started {svc}")),
+            "Triton started {svc}"
+        );
+    }
+    assert!(
+        log.contains(&format!("Started HTTPService at 127.0.0.1:{}", s.http)),
+        "HTTP start line"
+    );
+    assert!(log.contains(&format!(
+        "Started GRPCInferenceService at 127.0.0.1:{}",
+        s.grpc
+    )));
+
+    // SIGTERM: Triton drains, stockade exits 0, nothing left.
+    let took = s.stop_cleanly();
+    println!("[serves] SIGTERM -> exit 0 in {:.3} s", took.as_secs_f64());
+    assert!(
+        took < Duration::from_secs(60),
+        "exceeded the profile's 60 s grace"
+    );
+    assert!(
+        s.log().contains("Found 0 live models"),
+        "Triton did not report a drain"
+    );
+}
+
+/// The `probe` model plays a compromised server: every escape is refused, the allowed
+/// operations still work, and stockade survives the attempts.
+#[test]
+fn compromised_model_is_contained() {
+    let mut s = Server::start(&PLAIN);
+    println!("[probe] time-to-ready {:.3} s", s.ready_after.as_secs_f64());
+    let t = triton();
+    let models = s.repo.models.clone();
+    let m = |p: &str| models.join(p).display().to_string();
+    let scratch = s.repo.scratch.clone();
+    let sc = |p: &str| scratch.join(p).display().to_string();
+    let tmp = tempdir("stockade-e2e-rw-", 0o777); // world-writable like /tmp: DAC allows
+    let tp = |p: &str| tmp.path().join(p).display().to_string();
+    let backends = t.backends.display().to_string();
+
+    // The probe's view of the tree: stub -> tritonserver -> stockade.
+    let ppid = s.probe("ppid", "");
+    let ok = s
+        .stub_pids
+        .iter()
+        .any(|p| ppid == format!("stub={p} server={} launcher={}", s.server_pid, s.pid));
+    assert!(ok, "probe's view of the process tree: {ppid}");
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        // Model repository: read-only (root-owned part: DAC + Landlock).
+        ("write", m("evil.txt"), "errno=EACCES"),
+        ("mkdir", m("evil_model"), "errno=EACCES"),
+        ("unlink", m("add/config.pbtxt"), "errno=EACCES"),
+        (
+            "rename",
+            format!("{}:{}", m("add/config.pbtxt"), m("add/x")),
+            "errno=EACCES",
+        ),
+        ("write", m("add/1/model.py"), "errno=EACCES"),
+        // The scratch dir is owned by 65534: only Landlock refuses.
+        ("write", sc("evil.txt"), "errno=EACCES"),
+        ("write", sc("victim"), "errno=EACCES"),
+        ("mkdir", sc("d"), "errno=EACCES"),
+        ("unlink", sc("victim"), "errno=EACCES"),
+        (
+            "rename",
+            format!("{}:{}", sc("victim"), sc("moved")),
+            "errno=EACCES",
+        ),
+        // Backend directory.
+        ("write", format!("{backends}/evil.so"), "errno=EACCES"),
+        (
+            "write",
+            format!("{backends}/python/model.py"),
+            "errno=EACCES",
+        ),
+        ("mkdir", format!("{backends}/evil"), "errno=EACCES"),
+        // Writable temp space is not executable.
+        (
+            "copy_exec",
+            format!("/bin/true:{}", tp("true")),
+            "errno=EACCES",
+        ),
+        (
+            "copy_exec",
+            "/bin/true:/dev/shm/stockade-e2e-true".to_string(),
+            "errno=EACCES",
+        ),
+        // Network: no other listener.
+        ("bind", "0".into(), "errno=EACCES"),
+        ("bind", free_port().to_string(), "errno=EACCES"),
+        // Signals to the launcher.
+        ("kill", format!("{}:0", s.pid), "errno=EPERM"),
+        ("kill", format!("{}:TERM", s.pid), "errno=EPERM"),
+        ("killppid", "0".into(), "errno=EPERM"),
+        ("killppid", "TERM".into(), "errno=EPERM"),
+        ("kill", "1:0".into(), "errno=EPERM"),
+        // Secrets of the host.
+        ("read", "/etc/shadow".into(), "errno=EACCES"),
+        ("read", SECRET_FILE.into(), "errno=EACCES"),
+        // Allowed: read the repository, write temp space, run the system's binaries.
+        ("read", m("add/config.pbtxt"), "ok"),
+        ("read", sc("victim"), "ok"),
+        ("write", tp("allowed.txt"), "ok"),
+        ("mkdir", tp("allowed_dir"), "ok"),
+        (
+            "rename",
+            format!("{}:{}", tp("allowed.txt"), tp("renamed.txt")),
+            "ok",
+        ),
+        ("unlink", tp("renamed.txt"), "ok"),
+        ("exec", "/bin/true".into(), "ok"),
+    ];
+    // Outbound: the test listens; the probe's connect is refused and never arrives.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let lport = listener.local_addr().unwrap().port();
+
+    let mut failures = Vec::new();
+    for (op, arg, want) in &cases {
+        let got = s.probe(op, arg);
+        println!("[probe] {op} {arg} -> {got}");
+        if got != *want {
+            failures.push(format!("{op} {arg}: got {got}, want {want}"));
+        }
+    }
+    for target in [
+        format!("127.0.0.1:{lport}"),
+        format!("127.0.0.1:{}", s.http),
+    ] {
+        let got = s.probe("connect", &target);
+        println!("[probe] connect {target} -> {got}");
+        if got != "errno=EACCES" {
+            failures.push(format!("connect {target}: got {got}, want errno=EACCES"));
+        }
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => failures.push(format!("the test's listener saw a connection: {other:?}")),
+    }
+    assert!(
+        failures.is_empty(),
+        "containment failures:\n{}",
+        failures.join("\n")
+    );
+
+    // Side effects checked from outside.
+    assert_eq!(
+        fs::read_to_string(sc("victim")).unwrap(),
+        "victim\n",
+        "victim modified"
+    );
+    assert!(
+        fs::read_dir(&scratch).unwrap().count() == 1,
+        "scratch dir gained entries"
+    );
+    assert!(!Path::new(&m("evil.txt")).exists() && !Path::new(&m("evil_model")).exists());
+    assert!(Path::new(&m("add/config.pbtxt")).exists());
+    assert!(fs::metadata(tp("allowed_dir")).is_ok_and(|m| m.uid() == NOBODY));
+    let copied = fs::metadata(tp("true")).expect("copy_exec should have copied (then exec failed)");
+    assert_eq!(copied.uid(), NOBODY);
+    let _ = fs::remove_file("/dev/shm/stockade-e2e-true");
+
+    // stockade survived the signals and still serves.
+    assert!(
+        s.running(),
+        "stockade died after the kill attempts: {:?}",
+        s.exited
+    );
+    assert_eq!(http_status(s.http, "/v2/health/ready"), Some(200));
+    let (c, out, _) = client(&["http-infer", &s.url(), "add"]);
+    assert_eq!((c, out.as_str()), (0, EXPECTED_SUM));
+
+    let took = s.stop_cleanly();
+    println!("[probe] SIGTERM -> exit 0 in {:.3} s", took.as_secs_f64());
+}
+
+/// Admin APIs are refused without the generated secret over HTTP and gRPC; the allowed ones
+/// work with it; model load/unload stay impossible (mode none, even with `--id` eating a
+/// `--model-control-mode=poll`); the secret is in a root 0600 file and nowhere in the logs.
+#[test]
+fn admin_apis_locked_behind_secret() {
+    // `--id` takes the next element as its value (getopt): stockade accepts this command line
+    // and keeps --model-control-mode=none; the load/unload checks below prove it on the server.
+    let mut s = Server::start(&Opts {
+        extra_args: &["--id", "--model-control-mode=poll"],
+        with_dry_run: true,
+        ..PLAIN
+    });
+    println!("[admin] time-to-ready {:.3} s", s.ready_after.as_secs_f64());
+    let secret = s.secret.clone();
+
+    // The secret file: root, 0600, in a root 0700 directory; 64 hex characters.
+    let meta = s.secret_meta.clone().unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600, "secret file mode");
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "secret file owner");
+    let dir = fs::metadata("/run/stockade").unwrap();
+    assert_eq!(
+        (dir.uid(), dir.mode() & 0o022),
+        (0, 0),
+        "/run/stockade owner/mode"
+    );
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "secret format"
+    );
+    // It is the secret this server runs with.
+    let argv = cmdline(s.server_pid);
+    let want = format!(":x-stockade-admin={secret}");
+    for flag in ["--http-restricted-api=", "--grpc-restricted-protocol="] {
+        let a = argv
+            .iter()
+            .find(|a| a.starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag}"));
+        assert!(
+            a.ends_with(&want),
+            "{flag} does not carry the file's secret"
+        );
+    }
+    assert!(
+        argv.iter().any(|a| a == "--model-control-mode=none"),
+        "argv: {argv:?}"
+    );
+    assert!(
+        argv.iter().any(|a| a == "--id=--model-control-mode=poll"),
+        "argv: {argv:?}"
+    );
+    assert!(
+        !argv
+            .iter()
+            .any(|a| a.contains("model-control-mode=poll") && !a.starts_with("--id="))
+    );
+
+    // Inference and health are not restricted.
+    let (c, out, _) = client(&["http-infer", &s.url(), "add"]);
+    assert_eq!((c, out.as_str()), (0, EXPECTED_SUM));
+
+    // ---- HTTP
+    let shm_body = r#"{"key":"/stockade_e2e","offset":0,"byte_size":64}"#;
+    let calls: &[(&str, &str, Option<&str>)] = &[
+        ("POST", "/v2/repository/models/add/load", None),
+        ("POST", "/v2/repository/models/add/unload", None),
+        ("POST", "/v2/repository/index", None),
+        ("GET", "/v2/logging", None),
+        ("POST", "/v2/logging", Some(r#"{"log_verbose_level":2}"#)),
+        ("GET", "/v2/trace/setting", None),
+        ("POST", "/v2/trace/setting", Some(r#"{"trace_rate":"5"}"#)),
+        (
+            "POST",
+            "/v2/systemsharedmemory/region/e2e/register",
+            Some(shm_body),
+        ),
+        ("GET", "/v2/systemsharedmemory/status", None),
+        ("GET", "/v2/models/stats", None),
+        ("GET", "/v2/models/add/stats", None),
+        ("GET", "/v2/models/add/config", None),
+    ];
+    let http = |method: &str, path: &str, body: Option<&str>, header: Option<String>| {
+        let mut a = vec!["http".to_string(), s.url(), method.into(), path.into()];
+        if let Some(h) = header {
+            a.extend(["--header".into(), h]);
+        }
+        if let Some(b) = body {
+            a.extend(["--body".into(), b.into()]);
+        }
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (c, out, err) = client(&a);
+        assert_eq!(c, 0, "client http {method} {path}: {err}");
+        let (status, body) = out.split_once(' ').unwrap_or((&out, ""));
+        (status.parse::<u16>().unwrap(), body.to_string())
+    };
+    let wrong = "x-stockade-admin=0000000000000000000000000000000000000000000000000000000000000000";
+    for (method, path, body) in calls {
+        for header in [
+            None,
+            Some(wrong.to_string()),
+            Some(format!("x-stockade-admin-x={secret}")),
+        ] {
+            let (st, text) = http(method, path, *body, header.clone());
+            assert_eq!(
+                st, 403,
+                "HTTP {method} {path} (header {header:?}) not refused: {text}"
+            );
+            assert!(text.contains("restricted"), "{method} {path}: {text}");
+        }
+    }
+    let admin = Some(format!("x-stockade-admin={secret}"));
+    let (st, text) = http("POST", "/v2/repository/index", None, admin.clone());
+    assert_eq!(st, 200, "index with secret: {text}");
+    assert!(
+        text.contains(r#""name":"add""#) && text.contains(r#""state":"READY""#),
+        "{text}"
+    );
+    for path in [
+        "/v2/logging",
+        "/v2/models/stats",
+        "/v2/trace/setting",
+        "/v2/models/add/config",
+    ] {
+        let (st, text) = http("GET", path, None, admin.clone());
+        assert_eq!(st, 200, "GET {path} with secret: {text}");
+    }
+    for path in [
+        "/v2/repository/models/add/load",
+        "/v2/repository/models/add/unload",
+    ] {
+        let (st, text) = http("POST", path, None, admin.clone());
+        assert_eq!(
+            st, 503,
+            "POST {path} with secret must still fail (mode none): {text}"
+        );
+        assert!(text.contains("not allowed"), "{path}: {text}");
+    }
+
+    // ---- gRPC (one client process per header variant)
+    let actions = [
+        "load",
+        "unload",
+        "repository-index",
+        "log-settings",
+        "trace-settings",
+        "shm-register",
+        "statistics",
+        "model-config",
+    ];
+    let grpc = |header: Option<String>| -> BTreeMap<String, String> {
+        let mut a = vec!["grpc-admin-many".to_string(), s.grpc_addr()];
+        a.extend(actions.iter().map(|x| x.to_string()));
+        if let Some(h) = header {
+            a.extend(["--header".into(), h]);
+        }
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (c, out, err) = client(&a);
+        assert_eq!(c, 0, "grpc-admin-many: {err}");
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let gkey = "triton-grpc-protocol-x-stockade-admin";
+    for header in [
+        None,
+        Some(format!("x-stockade-admin={secret}")),
+        Some(format!("{gkey}=nope-nope-nope-nope")),
+    ] {
+        let r = grpc(header.clone());
+        for act in actions {
+            let v = r
+                .get(act)
+                .unwrap_or_else(|| panic!("no gRPC answer for {act}: {r:?}"));
+            assert!(
+                v.starts_with("ERR UNAVAILABLE") && v.contains("restricted"),
+                "gRPC {act} (header {header:?}) not refused: {v}"
+            );
+        }
+    }
+    let r = grpc(Some(format!("{gkey}={secret}")));
+    for act in [
+        "repository-index",
+        "log-settings",
+        "trace-settings",
+        "statistics",
+        "model-config",
+    ] {
+        assert!(
+            r[act].starts_with("OK "),
+            "gRPC {act} with secret: {}",
+            r[act]
+        );
+    }
+    for act in ["load", "unload"] {
+        assert!(
+            r[act].starts_with("ERR UNAVAILABLE") && r[act].contains("not allowed"),
+            "gRPC {act} with secret must still fail (mode none): {}",
+            r[act]
+        );
+    }
+    // The model set is unchanged.
+    assert!(r["repository-index"].contains(r#""name":"probe""#));
+    let (c, out, _) = client(&["http-infer", &s.url(), "add"]);
+    assert_eq!((c, out.as_str()), (0, EXPECTED_SUM));
+
+    // The dry run of the same command line: redacted, secret file untouched.
+    let (d_out, d_err, d_code, after) = s.dry_run.clone().unwrap();
+    assert_eq!(d_code, Some(0), "dry run failed: {d_err}");
+    assert!(
+        d_out.contains("<redacted>"),
+        "dry run shows no <redacted> secret:\n{d_out}"
+    );
+    assert!(
+        !d_out.contains(&secret) && !d_err.contains(&secret),
+        "dry run leaks the secret"
+    );
+    assert_eq!(after, secret, "--dry-run rewrote the secret file");
+
+    let took = s.stop_cleanly();
+    println!("[admin] SIGTERM -> exit 0 in {:.3} s", took.as_secs_f64());
+    let log = s.log();
+    assert!(
+        log.contains("restricted group 'admin'"),
+        "no restricted-group note in the log"
+    );
+    assert!(
+        !log.contains(&secret),
+        "stockade's stderr (incl. Triton's log) contains the secret"
+    );
+    assert!(!s.stdout().contains(&secret), "stdout contains the secret");
+}
+
+/// Flags that would weaken the policy are refused before anything starts: exit 78, a message
+/// naming the flag, and no process ever appeared under stockade.
+#[test]
+fn weakening_flags_refused_before_start() {
+    let t = triton();
+    let repo = make_repo();
+    let cwd = tempdir("stockade-e2e-cwd-", 0o755);
+    // A repository whose path is a shell injection (exists, holds a valid model).
+    let evil = cwd.path().join("x$(touch y)");
+    copy_tree(&repo.models, &evil);
+    let missing = cwd.path().join("no-such-repository");
+    let base = vec![
+        t.server.display().to_string(),
+        format!("--backend-directory={}", t.backends.display()),
+        "--http-port=18990".to_string(),
+        "--grpc-port=18991".to_string(),
+    ];
+    let repo_arg = format!("--model-repository={}", repo.models.display());
+    let s = |x: &str| x.to_string();
+    // (extra args, flag named in the message, substring of the message)
+    let cases: Vec<(Vec<String>, &str, String)> = vec![
+        (
+            vec![s("--model-control-mode=explicit")],
+            "model-control-mode",
+            s("pinned to 'none'"),
+        ),
+        (
+            vec![s("--model-control-mode"), s("explicit")],
+            "model-control-mode",
+            s("pinned to 'none'"),
+        ),
+        (
+            vec![s("--model-control=poll")],
+            "model-control-mode",
+            s("given as --model-control"),
+        ),
+        (
+            vec![s("--load-model=add")],
+            "load-model",
+            s("denied by profile"),
+        ),
+        (
+            vec![s("--allow-sagemaker=true")],
+            "allow-sagemaker",
+            s("pinned to 'false'"),
+        ),
+        (
+            vec![s("--allow-sage=1")],
+            "allow-sagemaker",
+            s("pinned to 'false'"),
+        ),
+        (
+            vec![s("--allow-vertex-ai=true")],
+            "allow-vertex-ai",
+            s("pinned to 'false'"),
+        ),
+        (
+            vec![s("--http-address=0.0.0.0")],
+            "http-address",
+            s("not in the profile's allowed addresses"),
+        ),
+        (
+            vec![s("--grpc-address"), s("0.0.0.0")],
+            "grpc-address",
+            s("0.0.0.0"),
+        ),
+        (
+            vec![s("--reuse-http-port=true")],
+            "reuse-http-port",
+            s("pinned"),
+        ),
+        (
+            vec![s("--backend-config=python,backend-directory=/tmp")],
+            "backend-config",
+            s("backend-config"),
+        ),
+        (
+            vec![s("--backend-directory=/tmp")],
+            "backend-directory",
+            s("allowed_roots"),
+        ),
+        (
+            vec![s("--http-header-forward-pattern=.*")],
+            "http-header-forward-pattern",
+            s("denied by profile"),
+        ),
+        (
+            vec![s("--grpc-header-forward-pattern=.*")],
+            "grpc-header-forward-pattern",
+            s("denied by profile"),
+        ),
+        (
+            vec![s("--trace-config=level=TIMESTAMPS")],
+            "trace-config",
+            s("denied by profile"),
+        ),
+        (
+            vec![s("--trace-level=TIMESTAMPS")],
+            "trace-level",
+            s("pinned to 'OFF'"),
+        ),
+        (vec![s("--http-port=70000")], "http-port", s("70000")),
+        (
+            vec![s("--grpc-use-ssl-mutual=false")],
+            "grpc-use-ssl-mutual",
+            s("still enables SSL"),
+        ),
+        (
+            vec![s("--exit-timeout-secs=100")],
+            "exit-timeout-secs",
+            s("..=55"),
+        ),
+        (
+            vec![s("--log-file=/tmp/triton.log")],
+            "log-file",
+            s("log directories"),
+        ),
+        (vec![s("--mo=explicit")], "mo", s("ambiguous")),
+        (vec![s("--help")], "help", s("denied by profile")),
+    ];
+    let mut runs: Vec<(Vec<String>, &str, String)> = cases
+        .into_iter()
+        .map(|(mut extra, flag, msg)| {
+            let mut a = base.clone();
+            a.push(repo_arg.clone());
+            a.append(&mut extra);
+            (a, flag, msg)
+        })
+        .collect();
+    for (path, msg) in [
+        (
+            evil.display().to_string(),
+            s("must be an absolute path matching"),
+        ),
+        (missing.display().to_string(), missing.display().to_string()),
+        (s("s3://bucket/models"), s("URLs are refused")),
+        (format!("{}/../models", repo.models.display()), s("..")),
+    ] {
+        let mut a = base.clone();
+        a.push(format!("--model-repository={path}"));
+        runs.push((a, "model-repository", msg));
+    }
+
+    let mut failures = Vec::new();
+    for (args, flag, msg) in &runs {
+        let mut full = vec![s("--")];
+        full.extend(args.iter().cloned());
+        let mut cmd = stockade_cmd(t, &full, &[]);
+        cmd.current_dir(cwd.path());
+        let mut seen = BTreeSet::new();
+        let t0 = Instant::now();
+        let o = run_bounded(cmd, Duration::from_secs(20), |pid| {
+            seen.extend(children(pid));
+        });
+        let took = t0.elapsed();
+        let extra = &args[4.min(args.len())..];
+        let line = o
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("stockade: "))
+            .unwrap_or("");
+        println!(
+            "[refuse] {extra:?} -> {:?} in {:.0} ms: {line}",
+            o.code,
+            took.as_secs_f64() * 1e3
+        );
+        let problems = [
+            (o.code != Some(78), format!("exit {:?}, want 78", o.code)),
+            (
+                !line.contains("server flag refused"),
+                s("no 'server flag refused' line"),
+            ),
+            (
+                !line.contains(&format!("{flag}:")),
+                format!("message does not name --{flag}"),
+            ),
+            (
+                !line.contains(msg.as_str()),
+                format!("message lacks {msg:?}"),
+            ),
+            (
+                !seen.is_empty(),
+                format!("processes appeared under stockade: {seen:?}"),
+            ),
+            (
+                o.stderr.contains("server started"),
+                s("stockade logged 'server started'"),
+            ),
+            (
+                o.stderr.contains("confinement plan"),
+                s("stockade got as far as a plan"),
+            ),
+            (
+                o.stderr.contains("server.cc") || o.stderr.contains("CUDA"),
+                s("Triton output seen"),
+            ),
+        ];
+        for (bad, what) in problems {
+            if bad {
+                failures.push(format!(
+                    "{extra:?}: {what}\n    stderr: {}",
+                    tail(&o.stderr, 3)
+                ));
+            }
+        }
+    }
+    assert!(!cwd.path().join("y").exists(), "the injected `touch y` ran");
+    assert!(
+        failures.is_empty(),
+        "refusal failures:\n{}",
+        failures.join("\n")
+    );
+
+    // Value eating is emulated, not refused: `--id --model-control-mode=poll` sets the server
+    // id to that string and model control stays pinned to none (proved against the real
+    // server in admin_apis_locked_behind_secret).
+    let mut full = vec![s("--dry-run"), s("--")];
+    full.extend(base.iter().cloned());
+    full.extend([repo_arg.clone(), s("--id"), s("--model-control-mode=poll")]);
+    let o = run_bounded(stockade_cmd(t, &full, &[]), Duration::from_secs(20), |_| {});
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let argv = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("argv"))
+        .unwrap_or("");
+    assert!(argv.contains(" --id=--model-control-mode=poll "), "{argv}");
+    assert!(argv.contains(" --model-control-mode=none "), "{argv}");
+}
