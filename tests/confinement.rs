@@ -61,10 +61,12 @@ fn supervisor_stays_resident_as_the_parent() {
     let sb = Sandbox::new();
     let (mut child, probe) = start_sleeper(&sb, &[]);
     let ppid: u32 = status(probe)["PPid"].parse().unwrap();
+    let parent_exe = std::fs::read_link(format!("/proc/{ppid}/exe")).unwrap();
     let alive = child.try_wait().unwrap().is_none();
+    let below_launcher = ppid == child.id() || descendants(child.id()).contains(&ppid);
     kill_and_reap(&mut child);
-    assert_eq!(ppid, child.id());
-    assert!(alive);
+    assert_eq!(parent_exe, stockade());
+    assert!(below_launcher && alive);
 }
 
 /// One denial or permission: the probe's output (or its death) for one operation.

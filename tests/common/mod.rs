@@ -178,11 +178,25 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Wait (bounded) for `pid` to have a child whose exe is `exe`.
+/// All descendants of `pid`, nearest first.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        for c in children(p) {
+            out.push(c);
+            queue.push(c);
+        }
+    }
+    out
+}
+
+/// Wait (bounded) for `pid` to have a descendant whose exe is `exe`. (stockade may supervise
+/// from PID 1 of its own PID namespace, one level below the process we started.)
 pub fn wait_child_exe(pid: u32, exe: &Path, limit: Duration) -> u32 {
     let end = Instant::now() + limit;
     while Instant::now() < end {
-        for c in children(pid) {
+        for c in descendants(pid) {
             if std::fs::read_link(format!("/proc/{c}/exe")).is_ok_and(|p| p == exe) {
                 return c;
             }
