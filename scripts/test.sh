@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this). Run as root on Linux with
+# Landlock (ABI >= 6) and seccomp: the tests change uids, read other processes' /proc status and
+# start the real tritonserver. It installs what it needs first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+[ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (the tests drop to uid 65534 and read /proc of other uids)" >&2; exit 1; }
+
+say "system packages"
+need=()
+for pkg in util-linux:setpriv tini:tini dumb-init:dumb-init catatonit:catatonit python3-venv:/usr/lib/python3.11/venv/__init__.py; do
+  name=${pkg%%:*}; probe=${pkg#*:}
+  if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$name"); else command -v "$probe" >/dev/null || need+=("$name"); fi
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+say "Triton 2.51 (pip wheel nvidia-pytriton) into ${STOCKADE_TRITON_DIR:=/opt/stockade/triton}"
+export STOCKADE_TRITON_DIR
+./scripts/install-triton.sh "$STOCKADE_TRITON_DIR"
+
+say "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end)"
+# `cargo test` also builds the examples: the probe the confinement tests run confined.
+cargo test --locked --all-targets -- --test-threads="${STOCKADE_TEST_THREADS:-2}"
+
+say "packaging: static musl binary, .deb, manifests, systemd unit"
+./.ci/package.sh
