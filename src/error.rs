@@ -84,6 +84,8 @@ pub enum Error {
         flag: String,
         reason: String,
     },
+    /// A server flag names a path that does not exist.
+    MissingFlagPath(String),
     ServerNotFound(String),
     ServerNotExecutable(PathBuf),
     /// A step in the child failed with this errno (read from the report pipe).
@@ -110,7 +112,9 @@ impl Error {
         match self {
             Error::Usage(_) => code::USAGE,
             Error::Profile { .. } => code::PROFILE,
-            Error::ProfileNotFound { .. } | Error::Missing { .. } => code::MISSING,
+            Error::ProfileNotFound { .. } | Error::Missing { .. } | Error::MissingFlagPath(_) => {
+                code::MISSING
+            }
             Error::UnknownUser { .. } => code::NO_USER,
             Error::RootTarget { .. } | Error::Privilege(_) => code::PERMISSION,
             Error::Kernel(_) => code::KERNEL,
@@ -177,6 +181,7 @@ impl fmt::Display for Error {
             Error::ServerFlag { flag, reason } => {
                 write!(f, "server flag refused: {flag}: {reason}")
             }
+            Error::MissingFlagPath(m) => write!(f, "server flag {m}"),
             Error::ServerNotFound(name) => write!(f, "server '{name}': not found"),
             Error::ServerNotExecutable(p) => {
                 write!(f, "server '{}': not executable", p.display())

@@ -203,6 +203,7 @@ pub fn prepare(
     s: &LandlockSection,
     extra: &ExtraRules,
     tmpfs_targets: &[PathBuf],
+    ro_mounts: &[PathBuf],
     build: bool,
 ) -> Result<LandlockPlan> {
     let mut best_effort = Vec::new();
@@ -258,6 +259,7 @@ pub fn prepare(
         })?;
         rules.push((canon, *a, origin.clone()));
     }
+    check_writable_ancestors(loaded, s, &rules, ro_mounts)?;
     let mut bind_tcp: Vec<u16> = s.bind_tcp.iter().map(|p| *p.get_ref()).collect();
     bind_tcp.extend(&extra.bind_tcp);
     bind_tcp.sort_unstable();
@@ -328,6 +330,48 @@ pub fn prepare(
         plan.ruleset = Some(build_ruleset(&plan, &best_effort, &now)?);
     }
     Ok(plan)
+}
+
+/// Landlock rights add up along the path, so a read-only path inside a read-write one would be
+/// writable. Refuse that, unless stockade mounts the path read-only for the server.
+fn check_writable_ancestors(
+    loaded: &Loaded,
+    s: &LandlockSection,
+    rules: &[(PathBuf, Access3, String)],
+    ro_mounts: &[PathBuf],
+) -> Result<()> {
+    for (path, access, origin) in rules {
+        if *access == Access3::ReadWrite || ro_mounts.iter().any(|m| path.starts_with(m)) {
+            continue;
+        }
+        let Some((w, _, worigin)) = rules
+            .iter()
+            .find(|(w, a, _)| *a == Access3::ReadWrite && path.starts_with(w))
+        else {
+            continue;
+        };
+        let reason = format!(
+            "read-only path {} ({origin}) lies inside read-write path {} ({worigin}): Landlock \
+             rights add up, so it would be writable; move it out, or let stockade mount it \
+             read-only ([mounts], root start)",
+            path.display(),
+            w.display()
+        );
+        if origin == "profile" {
+            let span = s
+                .read_only
+                .iter()
+                .chain(&s.read_exec)
+                .find(|e| std::fs::canonicalize(e.get_ref().path()).is_ok_and(|c| c == *path))
+                .map_or(0..0, |e| e.span());
+            return Err(loaded.err(span, reason));
+        }
+        return Err(Error::ServerFlag {
+            flag: origin.clone(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Directory-only rights do not apply to a file.

@@ -162,9 +162,13 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
             .as_ref()
             .ok_or_else(|| Error::Internal("triton profile without policy".into()))?;
         let rw = crate::triton::rewrite(policy.get_ref(), &args, dry_run).map_err(|e| {
-            Error::ServerFlag {
-                flag: e.flag.clone(),
-                reason: e.reason.clone(),
+            if e.missing {
+                Error::MissingFlagPath(e.to_string())
+            } else {
+                Error::ServerFlag {
+                    flag: e.flag.clone(),
+                    reason: e.reason.clone(),
+                }
             }
         })?;
         if u64::from(rw.exit_timeout_secs) >= p.supervise.stop_grace_secs {
@@ -223,8 +227,18 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         .iter()
         .flat_map(|m| m.tmpfs.iter().map(|(p, _)| p.clone()))
         .collect();
-    let landlock =
-        crate::landlock_policy::prepare(loaded, &p.landlock, &extra, &tmpfs_targets, !dry_run)?;
+    let ro_mounts: Vec<PathBuf> = mounts
+        .iter()
+        .flat_map(|m| m.read_only_noexec.iter().cloned())
+        .collect();
+    let landlock = crate::landlock_policy::prepare(
+        loaded,
+        &p.landlock,
+        &extra,
+        &tmpfs_targets,
+        &ro_mounts,
+        !dry_run,
+    )?;
     for f in landlock.missing_best_effort() {
         warnings.push(format!(
             "landlock feature '{}' (ABI {}) is not supported by this kernel ({}): running without it (best effort)",

@@ -44,6 +44,9 @@ pub fn forwarded() -> Vec<i32> {
 }
 
 /// Fork and confine one server instance. Returns once the child has exec'd (or failed).
+///
+/// The parent reduces its own capabilities right after the fork: the child already holds its
+/// copy, so the supervisor is down to `supervisor_keeps` before the server can exec.
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     let threads = crate::sys::thread_count();
     if threads != 1 {
@@ -70,6 +73,11 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(w);
+            if let Err(e) = drop_own_capabilities(&supervisor_keeps(plan)) {
+                let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
             match crate::report::receive(r) {
                 Ok(None) => Ok(child),
@@ -148,6 +156,13 @@ struct Stop {
     killed: bool,
 }
 
+impl Stop {
+    /// Is the stop signal waiting for readiness?
+    fn held(&self, ready: bool) -> bool {
+        self.defer && !ready
+    }
+}
+
 /// The readiness probe of one instance, while it has not passed yet.
 struct Probe {
     get: HttpGet,
@@ -208,13 +223,6 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         stop: None,
         orphans_reaped: 0,
     };
-    // The server runs: give up what a restart would not need, before any signal is handled.
-    if let Err(e) = drop_privileges(sup.plan) {
-        error!(error = %e, "cannot drop the supervisor's privileges: killing the server");
-        sup.kill_now(first);
-        sup.cleanup_leftovers(first);
-        return Err(e);
-    }
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
     sup.supervise(first)
@@ -370,7 +378,7 @@ impl Supervisor<'_> {
             .map(|p| p.next_at);
         let (forward, kill) = match &self.stop {
             Some(st) => (
-                st.forward_at.filter(|_| !(st.defer && !inst.ready)),
+                st.forward_at.filter(|_| !st.held(inst.ready)),
                 Some(st.kill_at).filter(|_| !st.killed),
             ),
             None => (None, None),
@@ -453,7 +461,7 @@ impl Supervisor<'_> {
             return;
         };
         let mut forward = None;
-        if st.forward_at.is_some_and(|at| now >= at) && !(st.defer && !inst.ready) {
+        if st.forward_at.is_some_and(|at| now >= at) && !st.held(inst.ready) {
             st.forward_at = None;
             forward = Some(st.sig);
         }
@@ -675,8 +683,4 @@ pub fn drop_own_capabilities(keep: &CapsHashSet) -> Result<()> {
     }
     debug!(keep = ?keep, "supervisor capabilities reduced");
     Ok(())
-}
-
-fn drop_privileges(plan: &Plan) -> Result<()> {
-    drop_own_capabilities(&supervisor_keeps(plan))
 }

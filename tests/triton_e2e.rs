@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -303,6 +303,59 @@ fn environ_names(pid: i32) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn ns(pid: i32, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// `pid` as seen inside its own (innermost) PID namespace.
+fn inner_pid(pid: i32) -> i32 {
+    proc_status(pid)["NSpid"]
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Does a process whose innermost pid is `n` exist in the PID namespace `pidns`?
+fn pid_in_ns(pidns: &str, n: i32) -> bool {
+    let n = n.to_string();
+    fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Some(p) = e.file_name().to_str().and_then(|x| x.parse::<i32>().ok()) else {
+            return false;
+        };
+        ns(p, "pid") == pidns
+            && fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some(&n))
+            })
+    })
+}
+
+/// Mount options of the mount at exactly `path` in `pid`'s mount namespace (None: not a
+/// mount point there).
+fn mount_opts(pid: i32, path: &Path) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let want = path.display().to_string();
+    text.lines()
+        .rev()
+        .find(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
+        .map(|l| l.split_whitespace().nth(5).unwrap_or("").to_string())
+}
+
+/// Is the /proc the server sees mounted for its own PID namespace? (Its pid 1 there is then
+/// its namespace's init, not the host's.)
+fn proc_is_private(s: &Server) -> bool {
+    let init = format!("/proc/{}/root/proc/1/ns/pid", s.server_pid);
+    fs::read_link(init).is_ok_and(|l| l.display().to_string() == ns(s.server_pid, "pid"))
+}
+
+fn ppid(pid: i32) -> i32 {
+    proc_status(pid)["PPid"].parse().unwrap()
+}
+
 /// Listening TCP sockets (addr:port) of `pid`, from its fds and its netns's /proc/net/tcp{,6}.
 fn listening(pid: i32) -> BTreeSet<String> {
     let inodes: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
@@ -358,12 +411,14 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn glob_tmp(prefix: &str) -> BTreeSet<PathBuf> {
-    fs::read_dir("/tmp")
+/// Names of the python_env_* directories owned by 65534 in `dir`.
+fn python_envs(dir: &str) -> BTreeSet<String> {
+    fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .map(|e| e.path())
+                .filter(|e| e.metadata().is_ok_and(|m| m.uid() == NOBODY))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("python_env_"))
                 .collect()
         })
         .unwrap_or_default()
@@ -384,13 +439,17 @@ struct Server {
     grpc: u16,
     repo: Repo,
     logs: tempfile::TempDir,
-    /// tritonserver, then the python stubs: (pid, start time).
+    /// Every process below stockade when ready (an inner PID-1 stockade if stockade uses a PID
+    /// namespace, tritonserver, the python stubs): (pid, start time).
     tree: Vec<(i32, u64)>,
     server_pid: i32,
     stub_pids: Vec<i32>,
-    /// /dev/shm regions and /tmp/python_env_* dirs of this instance.
-    shm: Vec<PathBuf>,
-    pyenv: Vec<PathBuf>,
+    /// The server's parent: stockade, or its PID-1 half inside a new PID namespace.
+    supervisor_pid: i32,
+    /// Names of this instance's shm regions (/dev/shm) and python_env_* dirs (/tmp), as seen
+    /// by the server (its /tmp and /dev/shm may be private to it).
+    shm: Vec<String>,
+    pyenv: Vec<String>,
     ready_after: Duration,
     /// The admin secret file's content/metadata read right after this server became ready
     /// (under the start-up lock, before any other instance could rewrite it).
@@ -444,8 +503,9 @@ impl Server {
         args.extend(o.extra_args.iter().map(|s| s.to_string()));
 
         let lock = startup_lock();
-        let pyenv_before = glob_tmp("python_env_");
-        let spawned_at = SystemTime::now();
+        // python_env_* names already in the host's /tmp: a shared /tmp may hold other servers'
+        // directories (start-ups are serialized, so what appears now is this instance's).
+        let pyenv_before = python_envs("/tmp");
         let mut cmd = stockade_cmd(t, &args, o.extra_env);
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(logs.path().join("stdout")).unwrap())
@@ -465,6 +525,7 @@ impl Server {
             tree: Vec::new(),
             server_pid: 0,
             stub_pids: Vec::new(),
+            supervisor_pid: 0,
             shm: Vec::new(),
             pyenv: Vec::new(),
             ready_after: Duration::ZERO,
@@ -495,36 +556,61 @@ impl Server {
         }
         s.ready_after = t0.elapsed();
 
-        // The tree: stockade -> tritonserver -> stubs.
-        let kids = children(pid);
-        assert_eq!(
-            kids.len(),
-            1,
-            "stockade should have exactly one child (tritonserver): {kids:?}"
-        );
-        s.server_pid = kids[0];
+        // The tree: stockade [-> stockade (PID 1 of a new PID namespace)] -> tritonserver ->
+        // stubs. Every process below stockade is recorded (pid + start time).
         let server_exe = fs::canonicalize(&t.server).unwrap().display().to_string();
+        let stockade_exe = fs::canonicalize(STOCKADE).unwrap().display().to_string();
+        let below = descendants(pid);
+        let servers: Vec<i32> = below
+            .iter()
+            .copied()
+            .filter(|p| exe(*p) == server_exe)
+            .collect();
         assert_eq!(
-            exe(s.server_pid),
-            server_exe,
-            "stockade's child is not tritonserver"
+            servers.len(),
+            1,
+            "expected one tritonserver below stockade {pid}: {below:?}"
         );
-        s.tree
-            .push((s.server_pid, start_time(s.server_pid).unwrap()));
+        s.server_pid = servers[0];
+        s.supervisor_pid = ppid(s.server_pid);
+        if s.supervisor_pid != pid {
+            assert_eq!(
+                ppid(s.supervisor_pid),
+                pid,
+                "tritonserver's parent is not below stockade"
+            );
+            assert_eq!(
+                exe(s.supervisor_pid),
+                stockade_exe,
+                "tritonserver's parent is not stockade"
+            );
+            assert_eq!(
+                inner_pid(s.supervisor_pid),
+                1,
+                "an inner stockade must be PID 1"
+            );
+        }
+        for &p in &below {
+            if let Some(st) = start_time(p) {
+                s.tree.push((p, st));
+            }
+        }
         for p in descendants(s.server_pid) {
             let is_stub = exe(p).ends_with("/triton_python_backend_stub")
                 || cmdline(p)
                     .first()
                     .is_some_and(|a| a.ends_with("triton_python_backend_stub"));
-            if let Some(st) = start_time(p) {
-                s.tree.push((p, st));
-            }
             if is_stub {
                 s.stub_pids.push(p);
                 // argv[2] is the stub's shm region name.
                 for a in cmdline(p) {
                     if a.starts_with("triton_python_backend_shm_region") {
-                        s.shm.push(Path::new("/dev/shm").join(a));
+                        let inside = format!("/proc/{p}/root/dev/shm/{a}");
+                        assert!(
+                            Path::new(&inside).exists(),
+                            "stub shm region {inside} missing"
+                        );
+                        s.shm.push(a);
                     }
                 }
             }
@@ -534,18 +620,9 @@ impl Server {
             2,
             "expected 2 python stubs (add, probe) under tritonserver"
         );
-        for p in &s.shm {
-            assert!(p.exists(), "stub shm region {} does not exist", p.display());
-        }
-        s.pyenv = glob_tmp("python_env_")
+        assert_eq!(s.shm.len(), 2, "expected one shm region per stub");
+        s.pyenv = python_envs(&format!("/proc/{}/root/tmp", s.server_pid))
             .difference(&pyenv_before)
-            .filter(|p| {
-                fs::metadata(p).is_ok_and(|m| {
-                    m.uid() == NOBODY
-                        && m.modified()
-                            .is_ok_and(|t| t + Duration::from_secs(1) >= spawned_at)
-                })
-            })
             .cloned()
             .collect();
 
@@ -626,6 +703,13 @@ impl Server {
             .collect()
     }
 
+    /// Host paths of this instance's shm regions and python_env dirs.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let shm = self.shm.iter().map(|n| Path::new("/dev/shm").join(n));
+        let tmp = self.pyenv.iter().map(|n| Path::new("/tmp").join(n));
+        shm.chain(tmp).collect()
+    }
+
     /// After stop(): nothing of this instance is left (bounded wait for reaping).
     fn assert_nothing_left(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -637,9 +721,14 @@ impl Server {
             Vec::<i32>::new(),
             "processes of the tree survived"
         );
-        for p in self.shm.iter().chain(&self.pyenv) {
+        for p in self.leftovers() {
             assert!(!p.exists(), "{} left behind", p.display());
         }
+    }
+
+    /// `path` (absolute) in the server's mount namespace, for checks from outside.
+    fn in_server(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{path}", self.server_pid))
     }
 
     fn stop_cleanly(&mut self) -> Duration {
@@ -657,6 +746,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let keep = format!(
+                "/tmp/stockade-e2e-failed-{}-{}.log",
+                std::process::id(),
+                self.http
+            );
+            if fs::copy(self.logs.path().join("stderr"), &keep).is_ok() {
+                eprintln!("stockade's full stderr kept in {keep}");
+            }
+        }
         if self.running() {
             // Failure path: kill only what this test started (pid + start time match).
             for p in self.survivors() {
@@ -672,11 +771,9 @@ impl Drop for Server {
             }
             sleep(Duration::from_millis(20));
         }
-        for p in &self.shm {
-            let _ = fs::remove_file(p);
-        }
-        for p in &self.pyenv {
-            let _ = fs::remove_dir_all(p);
+        for p in self.leftovers() {
+            let _ = fs::remove_file(&p);
+            let _ = fs::remove_dir_all(&p);
         }
         let _ = &self.repo;
     }
@@ -739,7 +836,25 @@ fn serves_confined_with_scrubbed_env_and_stops_cleanly() {
     assert_infer(&s);
 
     // Confinement, read from outside.
-    assert_eq!(proc_status(s.server_pid)["PPid"], s.pid.to_string());
+    let via = if s.supervisor_pid == s.pid {
+        String::new()
+    } else {
+        format!(
+            "stockade (PID 1 of a new PID namespace) {} -> ",
+            s.supervisor_pid
+        )
+    };
+    println!(
+        "[serves] stockade {} -> {via}tritonserver {} -> stubs {:?}; shm {:?}; python_env {:?}",
+        s.pid, s.server_pid, s.stub_pids, s.shm, s.pyenv
+    );
+    for &p in &s.stub_pids {
+        assert_eq!(
+            ppid(p),
+            s.server_pid,
+            "stub {p} is not tritonserver's child"
+        );
+    }
     assert_confined(s.server_pid, "tritonserver");
     for &p in &s.stub_pids {
         assert_confined(p, "python stub");
@@ -853,38 +968,66 @@ fn compromised_model_is_contained() {
     let m = |p: &str| models.join(p).display().to_string();
     let scratch = s.repo.scratch.clone();
     let sc = |p: &str| scratch.join(p).display().to_string();
-    let tmp = tempdir("stockade-e2e-rw-", 0o777); // world-writable like /tmp: DAC allows
-    let tp = |p: &str| tmp.path().join(p).display().to_string();
     let backends = t.backends.display().to_string();
+    // Unique names in the server's /tmp and /dev/shm (private to it, or the host's).
+    let tag = format!("stockade-e2e-{}-{}", std::process::id(), s.http);
+    let tp = |p: &str| format!("/tmp/{tag}-{p}");
 
-    // The probe's view of the tree: stub -> tritonserver -> stockade.
-    let ppid = s.probe("ppid", "");
-    let ok = s
-        .stub_pids
-        .iter()
-        .any(|p| ppid == format!("stub={p} server={} launcher={}", s.server_pid, s.pid));
-    assert!(ok, "probe's view of the process tree: {ppid}");
+    // The repository is read-only through Landlock (EACCES), or through a read-only bind mount
+    // in a private mount namespace (EROFS: the VFS refuses before Landlock is asked).
+    let repo_ro_mount =
+        mount_opts(s.server_pid, &models).is_some_and(|o| o.split(',').any(|x| x == "ro"));
+    let repo_err = if repo_ro_mount {
+        "errno=EROFS"
+    } else {
+        "errno=EACCES"
+    };
+    println!("[probe] repository read-only mount in the server's namespace: {repo_ro_mount}");
+    // A seccomp allow-list without rename(2) refuses every rename first (ENOSYS): also a
+    // refusal, but it breaks the allowed rename in /tmp below, which is asserted.
+    let repo_rename = format!("{repo_err}|errno=ENOSYS");
 
-    let cases: Vec<(&str, String, &str)> = vec![
-        // Model repository: read-only (root-owned part: DAC + Landlock).
-        ("write", m("evil.txt"), "errno=EACCES"),
-        ("mkdir", m("evil_model"), "errno=EACCES"),
-        ("unlink", m("add/config.pbtxt"), "errno=EACCES"),
+    // The probe's view of the tree: stub -> tritonserver -> launcher, in its PID namespace.
+    // In a new PID namespace the probe reads the launcher from /proc/<server's pid there>/status,
+    // which is only right if /proc was mounted for that namespace: then also check `launcher`.
+    let server_ns = ns(s.server_pid, "pid");
+    let own_proc = server_ns == ns(std::process::id() as i32, "pid") || proc_is_private(&s);
+    let view = s.probe("ppid", "");
+    let mut want = format!("server={}", inner_pid(s.server_pid));
+    if own_proc {
+        want = format!("{want} launcher={}", inner_pid(s.supervisor_pid));
+    } else {
+        println!("[probe] NOTE: the server's /proc shows another PID namespace: {view}");
+    }
+    let ok = s.stub_pids.iter().any(|p| {
+        let head = format!("stub={} {want}", inner_pid(*p));
+        view == head || (!own_proc && view.starts_with(&format!("{head} ")))
+    });
+    assert!(
+        ok,
+        "probe's view of the process tree: {view}, want stub=<stub> {want}"
+    );
+
+    let mut cases: Vec<(&str, String, &str)> = vec![
+        // Model repository (root-owned part: file permissions refuse too).
+        ("write", m("evil.txt"), repo_err),
+        ("mkdir", m("evil_model"), repo_err),
+        ("unlink", m("add/config.pbtxt"), repo_err),
         (
             "rename",
             format!("{}:{}", m("add/config.pbtxt"), m("add/x")),
-            "errno=EACCES",
+            &repo_rename,
         ),
-        ("write", m("add/1/model.py"), "errno=EACCES"),
-        // The scratch dir is owned by 65534: only Landlock refuses.
-        ("write", sc("evil.txt"), "errno=EACCES"),
-        ("write", sc("victim"), "errno=EACCES"),
-        ("mkdir", sc("d"), "errno=EACCES"),
-        ("unlink", sc("victim"), "errno=EACCES"),
+        ("write", m("add/1/model.py"), repo_err),
+        // The scratch dir is owned by 65534: file permissions would allow all of this.
+        ("write", sc("evil.txt"), repo_err),
+        ("write", sc("victim"), repo_err),
+        ("mkdir", sc("d"), repo_err),
+        ("unlink", sc("victim"), repo_err),
         (
             "rename",
             format!("{}:{}", sc("victim"), sc("moved")),
-            "errno=EACCES",
+            &repo_rename,
         ),
         // Backend directory.
         ("write", format!("{backends}/evil.so"), "errno=EACCES"),
@@ -894,7 +1037,7 @@ fn compromised_model_is_contained() {
             "errno=EACCES",
         ),
         ("mkdir", format!("{backends}/evil"), "errno=EACCES"),
-        // Writable temp space is not executable.
+        // Writable temp space is not executable: the copy works, the exec is refused.
         (
             "copy_exec",
             format!("/bin/true:{}", tp("true")),
@@ -902,18 +1045,15 @@ fn compromised_model_is_contained() {
         ),
         (
             "copy_exec",
-            "/bin/true:/dev/shm/stockade-e2e-true".to_string(),
+            format!("/bin/true:/dev/shm/{tag}-true"),
             "errno=EACCES",
         ),
         // Network: no other listener.
         ("bind", "0".into(), "errno=EACCES"),
         ("bind", free_port().to_string(), "errno=EACCES"),
-        // Signals to the launcher.
-        ("kill", format!("{}:0", s.pid), "errno=EPERM"),
-        ("kill", format!("{}:TERM", s.pid), "errno=EPERM"),
-        ("killppid", "0".into(), "errno=EPERM"),
-        ("killppid", "TERM".into(), "errno=EPERM"),
+        // Signals to the launcher (its pid as the server sees it), and to PID 1.
         ("kill", "1:0".into(), "errno=EPERM"),
+        ("kill", "1:TERM".into(), "errno=EPERM"),
         // Secrets of the host.
         ("read", "/etc/shadow".into(), "errno=EACCES"),
         ("read", SECRET_FILE.into(), "errno=EACCES"),
@@ -927,58 +1067,100 @@ fn compromised_model_is_contained() {
             format!("{}:{}", tp("allowed.txt"), tp("renamed.txt")),
             "ok",
         ),
-        ("unlink", tp("renamed.txt"), "ok"),
         ("exec", "/bin/true".into(), "ok"),
     ];
+    // The server's parent (stockade, or its PID-1 half) through /proc, as an attacker would.
+    if own_proc {
+        cases.push(("killppid", "0".into(), "errno=EPERM"));
+        cases.push(("killppid", "TERM".into(), "errno=EPERM"));
+    }
+    // stockade itself, by the pid it has in the server's PID namespace. If stockade put the
+    // server in a new PID namespace it has no pid there: its host pid names nothing (ESRCH) --
+    // unless some process of that namespace happens to have that number; then skip it.
+    if ns(s.pid, "pid") == server_ns {
+        cases.push(("kill", format!("{}:0", s.pid), "errno=EPERM"));
+        cases.push(("kill", format!("{}:TERM", s.pid), "errno=EPERM"));
+    } else if !pid_in_ns(&server_ns, s.pid) {
+        cases.push(("kill", format!("{}:0", s.pid), "errno=ESRCH"));
+        cases.push(("kill", format!("{}:TERM", s.pid), "errno=ESRCH"));
+    } else {
+        println!(
+            "[probe] stockade's host pid {} exists inside the namespace: skipped",
+            s.pid
+        );
+    }
+    if s.supervisor_pid != s.pid {
+        let inner = inner_pid(s.supervisor_pid);
+        cases.push(("kill", format!("{inner}:0"), "errno=EPERM"));
+        cases.push(("kill", format!("{inner}:TERM"), "errno=EPERM"));
+    }
     // Outbound: the test listens; the probe's connect is refused and never arrives.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let lport = listener.local_addr().unwrap().port();
+    cases.push(("connect", format!("127.0.0.1:{lport}"), "errno=EACCES"));
+    cases.push(("connect", format!("127.0.0.1:{}", s.http), "errno=EACCES"));
 
     let mut failures = Vec::new();
     for (op, arg, want) in &cases {
         let got = s.probe(op, arg);
         println!("[probe] {op} {arg} -> {got}");
-        if got != *want {
+        if !want.split('|').any(|w| w == got) {
             failures.push(format!("{op} {arg}: got {got}, want {want}"));
         }
     }
-    for target in [
-        format!("127.0.0.1:{lport}"),
-        format!("127.0.0.1:{}", s.http),
-    ] {
-        let got = s.probe("connect", &target);
-        println!("[probe] connect {target} -> {got}");
-        if got != "errno=EACCES" {
-            failures.push(format!("connect {target}: got {got}, want errno=EACCES"));
+    // Information leak check (reported, not asserted): can the server read the command line
+    // of an unrelated host process (where, e.g., another Triton keeps its admin secret)?
+    let mut other = Command::new("sleep")
+        .args(["30", "stockade-e2e-marker"])
+        .spawn()
+        .unwrap();
+    let leak = s.probe("read", &format!("/proc/{}/cmdline", other.id()));
+    let _ = other.kill();
+    let _ = other.wait();
+    println!(
+        "[probe] NOTE: read /proc/<unrelated host process>/cmdline -> {leak}{}",
+        if leak == "ok" {
+            " (host process table visible to the server)"
+        } else {
+            ""
         }
-    }
+    );
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => failures.push(format!("the test's listener saw a connection: {other:?}")),
     }
+
+    // Side effects, checked from outside.
+    if fs::read_to_string(sc("victim")).ok().as_deref() != Some("victim\n") {
+        failures.push("scratch/victim was modified or removed".into());
+    }
+    if fs::read_dir(&scratch).unwrap().count() != 1 {
+        failures.push("scratch dir gained entries".into());
+    }
+    for p in [m("evil.txt"), m("evil_model"), m("add/x")] {
+        if Path::new(&p).exists() {
+            failures.push(format!("{p} was created"));
+        }
+    }
+    for p in [tp("true"), tp("allowed_dir"), tp("renamed.txt")] {
+        let inside = s.in_server(&p);
+        if !fs::metadata(&inside).is_ok_and(|md| md.uid() == NOBODY) {
+            failures.push(format!(
+                "{} missing (allowed operation had no effect)",
+                inside.display()
+            ));
+        }
+    }
+    let _ = fs::remove_file(s.in_server(&tp("true")));
+    let _ = fs::remove_file(s.in_server(&tp("renamed.txt")));
+    let _ = fs::remove_dir(s.in_server(&tp("allowed_dir")));
+    let _ = fs::remove_file(s.in_server(&format!("/dev/shm/{tag}-true")));
     assert!(
         failures.is_empty(),
         "containment failures:\n{}",
         failures.join("\n")
     );
-
-    // Side effects checked from outside.
-    assert_eq!(
-        fs::read_to_string(sc("victim")).unwrap(),
-        "victim\n",
-        "victim modified"
-    );
-    assert!(
-        fs::read_dir(&scratch).unwrap().count() == 1,
-        "scratch dir gained entries"
-    );
-    assert!(!Path::new(&m("evil.txt")).exists() && !Path::new(&m("evil_model")).exists());
-    assert!(Path::new(&m("add/config.pbtxt")).exists());
-    assert!(fs::metadata(tp("allowed_dir")).is_ok_and(|m| m.uid() == NOBODY));
-    let copied = fs::metadata(tp("true")).expect("copy_exec should have copied (then exec failed)");
-    assert_eq!(copied.uid(), NOBODY);
-    let _ = fs::remove_file("/dev/shm/stockade-e2e-true");
 
     // stockade survived the signals and still serves.
     assert!(

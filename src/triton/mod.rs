@@ -94,6 +94,8 @@ impl fmt::Debug for Rewritten {
 pub struct RewriteError {
     pub flag: String,
     pub reason: String,
+    /// The flag names a path that does not exist (exit 66, like any missing input).
+    pub missing: bool,
 }
 
 impl RewriteError {
@@ -101,6 +103,7 @@ impl RewriteError {
         Self {
             flag: flag.into(),
             reason: reason.into(),
+            missing: false,
         }
     }
 }

@@ -334,28 +334,52 @@ fn is_safe_path(p: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
 }
 
+/// Why a path flag's value was refused; `missing` keeps "does not exist" apart (exit 66).
+struct PathErr {
+    msg: String,
+    missing: bool,
+}
+
+impl From<String> for PathErr {
+    fn from(msg: String) -> Self {
+        PathErr {
+            msg,
+            missing: false,
+        }
+    }
+}
+
+impl PathErr {
+    fn for_flag(self, flag: &str, suffix: &str) -> RewriteError {
+        RewriteError {
+            missing: self.missing,
+            ..RewriteError::new(flag, format!("{}{suffix}", self.msg))
+        }
+    }
+}
+
 /// Absolute, safe characters, no `..`, resolves (through symlinks) to a safe path.
-fn resolve_path(raw: &str) -> Result<PathBuf, String> {
+fn resolve_path(raw: &str) -> Result<PathBuf, PathErr> {
     if raw.contains("://") {
-        return Err(format!("'{raw}': URLs are refused; give a local path"));
+        return Err(format!("'{raw}': URLs are refused; give a local path").into());
     }
     if !is_safe_path(raw) {
-        return Err(format!(
-            "'{raw}' must be an absolute path matching ^/[A-Za-z0-9._/-]+$"
-        ));
+        return Err(
+            format!("'{raw}' must be an absolute path matching ^/[A-Za-z0-9._/-]+$").into(),
+        );
     }
     if Path::new(raw)
         .components()
         .any(|c| c == Component::ParentDir)
     {
-        return Err(format!("'{raw}' must not contain '..'"));
+        return Err(format!("'{raw}' must not contain '..'").into());
     }
-    let canon = fs::canonicalize(raw).map_err(|e| format!("'{raw}': {e}"))?;
+    let canon = fs::canonicalize(raw).map_err(|e| PathErr {
+        msg: format!("'{raw}': {e}"),
+        missing: e.kind() == std::io::ErrorKind::NotFound,
+    })?;
     if !canon.to_str().is_some_and(is_safe_path) {
-        return Err(format!(
-            "'{raw}' resolves to an unsafe path {}",
-            canon.display()
-        ));
+        return Err(format!("'{raw}' resolves to an unsafe path {}", canon.display()).into());
     }
     Ok(canon)
 }
@@ -379,8 +403,7 @@ fn model_repositories(policy: &Policy, values: &mut Values) -> Result<Vec<PathBu
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for raw in &given {
-        let canon =
-            resolve_path(raw).map_err(|r| RewriteError::new(ID, format!("{r}: {reason}")))?;
+        let canon = resolve_path(raw).map_err(|r| r.for_flag(ID, &format!(": {reason}")))?;
         if !canon.is_dir() {
             return Err(RewriteError::new(ID, format!("'{raw}' is not a directory")));
         }
@@ -440,7 +463,7 @@ fn code_dirs(
         let operator = single(values, id).map(str::to_string);
         let path = match &operator {
             Some(raw) => {
-                let canon = resolve_path(raw).map_err(|r| RewriteError::new(id, r))?;
+                let canon = resolve_path(raw).map_err(|r| r.for_flag(id, ""))?;
                 if !within(&canon, &cd.allowed_roots) {
                     return Err(RewriteError::new(
                         id,
@@ -544,7 +567,7 @@ fn files(
     let mut read = Vec::new();
     for id in ["grpc-server-cert", "grpc-server-key", "grpc-root-cert"] {
         if let Some(raw) = single(values, id).map(str::to_string) {
-            let canon = resolve_path(&raw).map_err(|r| RewriteError::new(id, r))?;
+            let canon = resolve_path(&raw).map_err(|r| r.for_flag(id, ""))?;
             if !canon.is_file() {
                 return Err(RewriteError::new(
                     id,
@@ -575,8 +598,8 @@ fn files(
                 format!("file name '{name}' must match [A-Za-z0-9._-]+"),
             ));
         }
-        let dir = resolve_path(parent.to_str().unwrap_or_default())
-            .map_err(|r| RewriteError::new(LOG, r))?;
+        let dir =
+            resolve_path(parent.to_str().unwrap_or_default()).map_err(|r| r.for_flag(LOG, ""))?;
         if !lf
             .allowed_dirs
             .iter()
