@@ -350,10 +350,16 @@ impl From<String> for PathErr {
 }
 
 impl PathErr {
+    /// `suffix` (the policy's reason) explains a refusal; a missing path needs none.
     fn for_flag(self, flag: &str, suffix: &str) -> RewriteError {
+        let msg = if self.missing {
+            self.msg
+        } else {
+            format!("{}{suffix}", self.msg)
+        };
         RewriteError {
             missing: self.missing,
-            ..RewriteError::new(flag, format!("{}{suffix}", self.msg))
+            ..RewriteError::new(flag, msg)
         }
     }
 }
