@@ -21,6 +21,7 @@ Exit codes (stockade's own; the server's code passes through, 128+N if it died o
   69  a kernel feature the profile requires is missing (Landlock, seccomp)
   70  internal error
   71  a confinement step failed (the step is named)
+  75  the readiness probe did not pass within supervise.ready.timeout_secs
   77  uid/gid 0 as the target, or not enough privilege to change ids
   78  a server flag refused by the profile's policy
   126 the server cannot be executed, 127 the server was not found

@@ -32,6 +32,12 @@ pub fn build(loaded: &Loaded, s: &EnvSection) -> Result<EnvPlan> {
         if !valid_name(name) {
             return Err(loaded.err(span, format!("invalid environment variable name '{name}'")));
         }
+        if name == "NOTIFY_SOCKET" {
+            return Err(loaded.err(
+                span,
+                "NOTIFY_SOCKET is stockade's own (it sends READY=1 after the probe passes)",
+            ));
+        }
         if let Some(p) = denied(name) {
             return Err(loaded.err(
                 span,

@@ -15,11 +15,14 @@ use crate::profile::{Loaded, MountsSection, WhenUnprivileged};
 pub struct MountPlan {
     pub tmpfs: Vec<(PathBuf, u64)>,
     pub read_only_noexec: Vec<PathBuf>,
+    /// A fresh /proc for the server's own PID namespace (hidepid=invisible): the host's process
+    /// table, and other servers' command lines with their secrets, stay out of sight.
+    pub proc: bool,
 }
 
 impl MountPlan {
     pub fn is_empty(&self) -> bool {
-        self.tmpfs.is_empty() && self.read_only_noexec.is_empty()
+        self.tmpfs.is_empty() && self.read_only_noexec.is_empty() && !self.proc
     }
 }
 
@@ -45,6 +48,7 @@ pub fn plan(
     s: &MountsSection,
     repositories: &[PathBuf],
     privileged: bool,
+    own_pid_namespace: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Option<MountPlan>> {
     let mut tmpfs = Vec::new();
@@ -64,6 +68,7 @@ pub fn plan(
     let plan = MountPlan {
         tmpfs,
         read_only_noexec: ro,
+        proc: own_pid_namespace && privileged,
     };
     if plan.is_empty() {
         return Ok(None);
@@ -123,6 +128,15 @@ pub fn apply(plan: &MountPlan) -> nix::Result<()> {
             Some("tmpfs"),
             safe,
             Some(opts.as_str()),
+        )?;
+    }
+    if plan.proc {
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            safe,
+            Some("hidepid=invisible"),
         )?;
     }
     for (path, fd) in plan.read_only_noexec.iter().zip(&held) {

@@ -40,7 +40,11 @@ pub enum Entered {
 /// Should this start use a PID namespace? `auto`: as root with CAP_SYS_ADMIN, unless already
 /// PID 1 (a container's init is in its own namespace already).
 pub fn wanted(plan: &Plan) -> Result<bool> {
-    let mode = plan.supervise.pid_namespace;
+    wanted_for(plan.supervise.pid_namespace, plan.identity.mode)
+}
+
+/// The decision itself, also taken while the plan is built (the server then gets a fresh /proc).
+pub fn wanted_for(mode: PidNamespace, identity: Mode) -> Result<bool> {
     if mode == PidNamespace::Never {
         return Ok(false);
     }
@@ -55,7 +59,7 @@ pub fn wanted(plan: &Plan) -> Result<bool> {
     )
     .unwrap_or(false);
     match mode {
-        PidNamespace::Auto => Ok(can && plan.identity.mode == Mode::Root),
+        PidNamespace::Auto => Ok(can && identity == Mode::Root),
         PidNamespace::Always if can => Ok(true),
         _ => Err(Error::Privilege(
             "supervise.pid_namespace = \"always\" needs CAP_SYS_ADMIN to create a PID namespace \

@@ -149,6 +149,16 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
 
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
+    let mut supervise = p.supervise.clone();
+    if p.server.kind != ServerKind::Triton
+        && let Some(r) = supervise.ready.as_ref().filter(|r| r.from_server_flags)
+    {
+        return Err(loaded.err(
+            r.http_get.span(),
+            "supervise.ready.from_server_flags needs a server kind whose flags stockade reads \
+             (server.kind = \"triton\")",
+        ));
+    }
     let mut extra = ExtraRules::default();
     let mut repositories = Vec::new();
     let mut args: Vec<OsString> = command[1..].to_vec();
@@ -209,6 +219,24 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
                 .rules
                 .push((f.clone(), Access3::ReadWrite, "--log-file".into()));
         }
+        if let Some(ready) = supervise.ready.as_mut().filter(|r| r.from_server_flags) {
+            let Some(addr) = rw.http_endpoint else {
+                return Err(Error::ServerFlag {
+                    flag: "--allow-http".into(),
+                    reason: "the profile's readiness probe (supervise.ready.from_server_flags) \
+                             needs the HTTP endpoint, which the final flags disable"
+                        .into(),
+                });
+            };
+            let url = format!("http://{addr}{}", ready.http_get.get_ref().path);
+            let probe = crate::ready::HttpGet::parse(&url).map_err(|e| {
+                Error::profile(
+                    loaded.at(ready.http_get.span()),
+                    format!("readiness probe: {e}"),
+                )
+            })?;
+            ready.http_get = toml::Spanned::new(ready.http_get.span(), probe);
+        }
         extra.bind_tcp.extend(&rw.bind_ports);
         extra.connect_tcp.extend(&rw.connect_ports);
         notes.extend(rw.notes.iter().cloned());
@@ -216,16 +244,22 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         args = rw.args.iter().map(OsString::from).collect();
     }
 
+    let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, identity.mode)?;
     let mounts = crate::mounts::plan(
         loaded,
         &p.mounts,
         &repositories,
         identity.mode == Mode::Root,
+        own_pid_ns,
         &mut warnings,
     )?;
+    // Rules on a path that gets a fresh mount are added in the child, after the mount.
     let tmpfs_targets: Vec<PathBuf> = mounts
         .iter()
-        .flat_map(|m| m.tmpfs.iter().map(|(p, _)| p.clone()))
+        .flat_map(|m| {
+            let proc = m.proc.then(|| PathBuf::from("/proc"));
+            m.tmpfs.iter().map(|(p, _)| p.clone()).chain(proc)
+        })
         .collect();
     let ro_mounts: Vec<PathBuf> = mounts
         .iter()
@@ -302,7 +336,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         argv,
         display_argv,
         cwd,
-        supervise: p.supervise.clone(),
+        supervise,
         mounts,
         warnings,
         notes,

@@ -66,6 +66,7 @@ struct View<'a> {
     argv: &'a [String],
     cwd: String,
     supervise: &'a SuperviseSection,
+    mounts: Option<&'a crate::mounts::MountPlan>,
     warnings: &'a [String],
     notes: &'a [String],
 }
@@ -146,6 +147,7 @@ fn view(plan: &Plan) -> View<'_> {
         argv: &plan.display_argv,
         cwd: plan.cwd.display().to_string(),
         supervise: &plan.supervise,
+        mounts: plan.mounts.as_ref(),
         warnings: &plan.warnings,
         notes: &plan.notes,
     }
@@ -285,12 +287,61 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(o, "cwd          {}", v.cwd);
     let _ = writeln!(o, "exe          {}", v.exe);
     let _ = writeln!(o, "argv         {}", v.argv.join(" "));
+    match v.mounts {
+        Some(m) => {
+            let tmpfs: Vec<String> = m
+                .tmpfs
+                .iter()
+                .map(|(p, mb)| format!("{} ({mb} MiB)", p.display()))
+                .collect();
+            let ro: Vec<String> = m
+                .read_only_noexec
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let _ = writeln!(
+                o,
+                "mounts       private namespace: tmpfs [{}], read-only noexec [{}], fresh /proc: {}",
+                tmpfs.join(", "),
+                ro.join(", "),
+                if m.proc {
+                    "yes (hidepid=invisible)"
+                } else {
+                    "no"
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "mounts       (none: the server shares the host's mounts)"
+            );
+        }
+    }
     let sup = v.supervise;
     let _ = writeln!(
         o,
-        "supervise    signals to {:?}, stop grace {}s, pre-stop delay {}s, restart {:?}",
-        sup.signal_target, sup.stop_grace_secs, sup.pre_stop_delay_secs, sup.restart.mode
+        "supervise    signals to {:?}, stop grace {}s, pre-stop delay {}s, restart {:?}, pid namespace {:?}{}",
+        sup.signal_target,
+        sup.stop_grace_secs,
+        sup.pre_stop_delay_secs,
+        sup.restart.mode,
+        sup.pid_namespace,
+        if sup.defer_stop_until_ready {
+            ", stop held until ready"
+        } else {
+            ""
+        }
     );
+    if let Some(r) = &sup.ready {
+        let _ = writeln!(
+            o,
+            "ready        GET {} (every {} ms, up to {} s); READY=1 to NOTIFY_SOCKET after it",
+            r.http_get.get_ref().url(),
+            r.interval_ms,
+            r.timeout_secs
+        );
+    }
     for n in v.notes {
         let _ = writeln!(o, "note         {n}");
     }

@@ -812,12 +812,15 @@ fn supervisor_drops_its_capabilities() {
     require_root!();
     let fx = Fx::new();
     for mode in [Mode::Plain, Mode::Ns] {
+        // With its own PID namespace each instance also gets a private mount namespace with a
+        // fresh /proc, so restarting one needs CAP_SYS_ADMIN too.
+        let restart_caps = match mode {
+            Mode::Ns => (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 21),
+            _ => (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),
+        };
         for (extra, want) in [
             ("", 0x20u64),
-            (
-                "[supervise.restart]\nmode = \"on-failure\"",
-                (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),
-            ),
+            ("[supervise.restart]\nmode = \"on-failure\"", restart_caps),
         ] {
             let ready = fx.s(&format!("caps-{mode:?}-{}", extra.len()));
             let p = fx.profile(mode, extra);

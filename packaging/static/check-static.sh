@@ -34,6 +34,7 @@ check "payload busybox is static too" bash -c "! readelf -lW '$busybox' | grep -
 root=$(mktemp -d /tmp/stockade-chroot.XXXXXX)
 cleanup() {
     mountpoint -q "$root/proc" && umount "$root/proc"
+    mountpoint -q "$root" && umount "$root"
     rm -rf -- "$root"
 }
 trap cleanup EXIT
@@ -54,6 +55,10 @@ probe-extra:x:4244:stockade-probe
 GR
 install -m 0644 "$here/chroot-profile.toml" "$root/profile.toml"
 sed 's/^user = "stockade-probe"/user = "no-such-user"/' "$here/chroot-profile.toml" > "$root/unknown-user.toml"
+# The root is bind-mounted onto itself, as chroot tools do (arch-chroot, systemd-nspawn): as
+# root, stockade makes its own mount namespace (a private /proc for its PID namespace, the
+# profile's [mounts]) and first marks "/" as a slave mount, which needs "/" to be a mount point.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 echo "chroot: $(cd "$root" && find . -mindepth 1 -maxdepth 2 -not -path './proc/*' | sort | tr '\n' ' ')"
 

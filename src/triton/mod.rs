@@ -38,6 +38,8 @@ pub struct Rewritten {
     pub write_files: Vec<PathBuf>,
     /// Ports of the endpoints the final argv enables.
     pub bind_ports: Vec<u16>,
+    /// The HTTP listener, when enabled (for the readiness probe).
+    pub http_endpoint: Option<std::net::SocketAddr>,
     /// Outbound ports; empty for a local repository without tracing.
     pub connect_ports: Vec<u16>,
     /// Final `--exit-timeout-secs`; the supervisor's grace period must exceed it.

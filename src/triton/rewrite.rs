@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -151,7 +151,12 @@ pub fn rewrite(
     }
 
     check_values(policy, &values)?;
-    let bind_ports = listeners(policy, &values, &mut notes)?;
+    let endpoints = listeners(policy, &values, &mut notes)?;
+    let bind_ports = endpoints.iter().map(|(_, a)| a.port()).collect();
+    let http_endpoint = endpoints
+        .iter()
+        .find(|(name, _)| *name == "http")
+        .map(|(_, a)| *a);
     let model_repositories = model_repositories(policy, &mut values)?;
     let read_exec_dirs = code_dirs(policy, &mut values, &mut notes)?;
     check_backend_config(policy, &values)?;
@@ -178,6 +183,7 @@ pub fn rewrite(
         read_files,
         write_files,
         bind_ports,
+        http_endpoint,
         connect_ports: Vec::new(),
         exit_timeout_secs,
         secret_files_written,
@@ -273,14 +279,14 @@ fn listeners(
     policy: &Policy,
     values: &Values,
     notes: &mut Vec<String>,
-) -> Result<Vec<u16>, RewriteError> {
+) -> Result<Vec<(&'static str, SocketAddr)>, RewriteError> {
     let allowed: Vec<IpAddr> = policy
         .listen
         .allowed_addresses
         .iter()
         .filter_map(|a| a.parse().ok())
         .collect();
-    let mut ports: Vec<(&str, u16)> = Vec::new();
+    let mut ports: Vec<(&str, SocketAddr)> = Vec::new();
     for (endpoint, allow, addr, port) in [
         ("http", "allow-http", "http-address", "http-port"),
         ("grpc", "allow-grpc", "grpc-address", "grpc-port"),
@@ -311,19 +317,19 @@ fn listeners(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| RewriteError::new(port, "missing final port"))?;
         if is_true(values, allow) {
-            if let Some((other, _)) = ports.iter().find(|(_, q)| *q == p) {
+            if let Some((other, _)) = ports.iter().find(|(_, q)| q.port() == p) {
                 return Err(RewriteError::new(
                     port,
                     format!("port {p} is already used by the {other} endpoint"),
                 ));
             }
-            ports.push((endpoint, p));
+            ports.push((endpoint, SocketAddr::new(ip, p)));
             notes.push(format!("{endpoint} endpoint on {a}:{p}"));
         } else {
             notes.push(format!("{endpoint} endpoint off"));
         }
     }
-    Ok(ports.into_iter().map(|(_, p)| p).collect())
+    Ok(ports)
 }
 
 /// `^/[A-Za-z0-9._/-]+$`: the python backend pastes these paths into `bash -c`.
