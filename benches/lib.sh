@@ -41,15 +41,16 @@ build_helpers() {
 # Bench profiles, derived from the built-ins so they follow src/ changes:
 #   triton-grade.toml   the triton profile's confinement sections ([identity] [capabilities]
 #                       [landlock] [seccomp] [rlimits] [env] [mounts] [supervise]), [triton]
-#                       tables dropped, server.kind = "generic"; the bench programs' directory
+#                       tables dropped, server.kind = "generic", no readiness probe ([supervise.ready]
+#                       reads Triton's flags; /bin/true and sleep serve no HTTP); the bench programs' directory
 #                       added to read_exec.
 #   *-fd3.toml          the same with pass_fds = [3] (the supervisor benches' report pipe)
 #   *-nopidns.toml      the same with [supervise] pid_namespace = "never"
 #   triton-grade-nomounts-nopidns.toml   no [mounts] either (ids, caps, Landlock, seccomp only)
 make_profiles() {
     "$STOCKADE" --print-profile triton \
-        | awk '/^\[\[?triton/{skip=1; next} /^\[/{skip=0} !skip' \
-        | sed -e 's/^kind = "triton"/kind = "generic"/' \
+        | awk '/^\[\[?triton/ || /^\[supervise\.ready\]/ {skip=1; next} /^\[/{skip=0} !skip' \
+        | sed -e 's/^kind = "triton"/kind = "generic"/' -e '/^defer_stop_until_ready/d' \
               -e "s|^read_exec = \\[|read_exec = [\"$BIN\", |" \
         > "$PROF/triton-grade.toml"
     grep -q "^read_exec = \\[\"$BIN\"" "$PROF/triton-grade.toml" \

@@ -46,11 +46,16 @@ fn one_line(msg: &str) -> String {
     body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `STOCKADE_LOG=error|warn|info|debug|trace` (default warn), to stderr. A plain level, not an
+/// env-filter expression: the filter's regex engine would double the static binary's size.
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("STOCKADE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("STOCKADE_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::WARN);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)

@@ -228,6 +228,16 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
                         .into(),
                 });
             };
+            // A wildcard listener is probed on loopback: the probe never leaves this host.
+            let addr = match addr.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+                }
+                _ => addr,
+            };
             let url = format!("http://{addr}{}", ready.http_get.get_ref().path);
             let probe = crate::ready::HttpGet::parse(&url).map_err(|e| {
                 Error::profile(
