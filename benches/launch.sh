@@ -55,7 +55,10 @@ for i in $(seq "$TRACES"); do
         | awk '/ seccomp\(/ || / landlock_restrict_self\(/ || / unshare\(/ {
                  match($0, /\( *[0-9.]+ ms\)/); d=substr($0, RSTART+1, RLENGTH-5); gsub(/ /, "", d)
                  split($0, parts, "\\): "); split(parts[2], w, " "); name=w[2]; sub(/\(.*/, "", name)
-                 n[name]++; print name "#" n[name], d }' >> "$tmp/trace.txt"
+                 if (d == "" || name !~ /^[a-z_0-9]+$/) { bad=1; next }
+                 n[name]++; o = o name "#" n[name] " " d "\n" }
+               / \[continued\]: / { bad=1 }
+               END { if (!bad) printf "%s", o }' >> "$tmp/trace.txt"   # split records: skip launch
 done
 
 # Where the time goes: CPU time (task-clock, all processes of the launch), page faults and
@@ -108,8 +111,9 @@ for l, c in zip(labels, cmds):
     print(f"- {l}: `{c}`")
 d = collections.defaultdict(list)
 for line in open(f"{tmp}/trace.txt"):
-    k, v = line.split()
-    d[k].append(float(v))
+    f = line.split()
+    if len(f) == 2:
+        d[f[0]].append(float(f[1]))
 print("\nIrreversible steps in stockade's child (triton-grade, perf trace, medians over "
       f"{len(d.get('seccomp#1', []))} launches; perf trace inflates each call a little):\n")
 print("| syscall | median ms | max ms |")

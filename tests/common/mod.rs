@@ -12,17 +12,29 @@ pub fn stockade() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stockade"))
 }
 
-/// The probe example, built by `cargo test` next to the test binaries.
+/// The probe example, built by `cargo test` next to the test binaries: `examples/probe` after a
+/// `cargo build --examples`, else the newest `examples/probe-<hash>` that `cargo test` built.
 pub fn probe_built() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let p = dir.join("examples/probe");
-    assert!(
-        p.exists(),
-        "{} missing: run the tests through `cargo test` (it builds examples)",
-        p.display()
-    );
-    p
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let candidates = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run the tests through `cargo test`", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (name == "probe" || name.starts_with("probe-"))
+                && !name.contains('.')
+                && std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
+    candidates
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no probe in {}: run the tests through `cargo test`",
+                dir.display()
+            )
+        })
 }
 
 /// Tests that need root fail (not skip) without it: CI runs as root on purpose.
