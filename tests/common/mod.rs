@@ -13,28 +13,46 @@ pub fn stockade() -> PathBuf {
 }
 
 /// The probe example, built by `cargo test` next to the test binaries: `examples/probe` after a
-/// `cargo build --examples`, else the newest `examples/probe-<hash>` that `cargo test` built.
+/// `cargo build --examples`, else an `examples/probe-<hash>`. Cargo may also leave a test-harness
+/// build of the example there, so each candidate (newest first) must answer like the probe.
 pub fn probe_built() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let candidates = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}: run the tests through `cargo test`", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            (name == "probe" || name.starts_with("probe-"))
-                && !name.contains('.')
-                && std::fs::metadata(p)
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        });
-    candidates
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no probe in {}: run the tests through `cargo test`",
-                dir.display()
-            )
+    static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+            let mut candidates: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| {
+                    panic!("{}: {e}: run the tests through `cargo test`", dir.display())
+                })
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    (name == "probe" || name.starts_with("probe-"))
+                        && !name.contains('.')
+                        && std::fs::metadata(p)
+                            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                })
+                .collect();
+            candidates.sort_by_key(|p| {
+                std::cmp::Reverse(std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            });
+            candidates
+                .into_iter()
+                .find(|p| {
+                    Command::new(p)
+                        .arg("status")
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\nUid:"))
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no probe in {}: run the tests through `cargo test`",
+                        dir.display()
+                    )
+                })
         })
+        .clone()
 }
 
 /// Tests that need root fail (not skip) without it: CI runs as root on purpose.
