@@ -28,9 +28,9 @@ say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
+say "packaging: static musl binary, .deb, manifests, systemd unit"
+./.ci/package.sh
+
 say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
 cargo test --locked --all-targets -- --test-threads="${STOCKADE_TEST_THREADS:-2}"
-
-say "packaging: static musl binary, .deb, manifests, systemd unit"
-./.ci/package.sh
