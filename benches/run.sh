@@ -13,8 +13,10 @@
 #      memory.sh          resident supervisor memory (VmRSS, Pss, anonymous), binary sizes
 #      seccomp.sh         per-syscall cost of the triton filters on hot syscalls
 #      forward-reap.sh    signal-forwarding latency, reaping 2000 orphans (next to tini & co)
-#      triton.sh          real Triton: time to ready, throughput, p50/p99 at concurrency 1 and
-#                         8, time to exit on SIGTERM, bare vs confined, alternating
+#      triton-bursts.sh   real Triton: throughput, p50/p99 at concurrency 1 and 8, bare vs
+#                         confined side by side, short alternating wrk bursts
+#      triton.sh          (if present) real Triton: time to ready, time to exit on SIGTERM,
+#                         throughput per server lifetime, bare vs confined, alternating
 #      supervise.sh       (if present) the supervision benchmarks of benches/supervise.sh
 # 4. writes $RESULTS/summary.md (default /var/tmp/stockade-bench/results) with every table and
 #    the command behind it; docs/PERFORMANCE.md is written from such a run.
@@ -85,9 +87,13 @@ part "1. Launch overhead of /bin/true" launch "$REPO/benches/launch.sh"
 part "1b. seccomp filter install time by layout" filter-install "$REPO/benches/filter-install.sh"
 part "2. Resident supervisor memory and binary size" memory "$REPO/benches/memory.sh"
 part "3. seccomp cost per hot syscall" seccomp "$REPO/benches/seccomp.sh"
+if [ "${SKIP_TRITON:-0}" != 1 ]; then
+    part "4. Real Triton: throughput and latency in alternating bursts" triton-bursts "$REPO/benches/triton-bursts.sh"
+fi
 if [ "${SKIP_TRITON:-0}" != 1 ] && [ -x "$REPO/benches/triton.sh" ]; then
-    # benches/triton.sh prints its own tables (text); 5 alternating rounds by default here.
-    part "4. Real Triton, bare vs confined" triton env STOCKADE="$STOCKADE" \
+    # benches/triton.sh prints its own tables (text): time to ready and to exit on SIGTERM, and
+    # load per server lifetime; 5 alternating rounds here.
+    part "4b. Real Triton: time to ready, time to exit, per-lifetime load (benches/triton.sh)" triton env STOCKADE="$STOCKADE" \
         SERVER_CPU="$SERVER_CPU" CLIENT_CPU="$CLIENT_CPU" ROUNDS="$(q 1 5)" \
         N1="$(q 300 3000)" N8="$(q 600 6000)" WARMUP="$(q 50 300)" "$REPO/benches/triton.sh"
     cp "$RES/triton.log" "$RES/triton.txt"

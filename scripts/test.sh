@@ -33,4 +33,4 @@ say "packaging: static musl binary, .deb, manifests, systemd unit"
 
 say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
-cargo test --locked --all-targets -- --test-threads="${STOCKADE_TEST_THREADS:-2}"
+cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}"

@@ -1,7 +1,16 @@
 // Per-syscall cost of the hot syscalls of an inference server, for comparing a process with
 // and without stockade's seccomp filters (benches/seccomp.sh runs it bare and confined).
 //
-//   syscost ITERATIONS [REPEATS]
+//   syscost ITERATIONS [REPEATS [FILTER]]
+//
+// FILTER (installed by syscost itself before measuring, to separate the costs):
+//   none      (default) whatever the process inherited
+//   allow1    one filter, one instruction: `ret ALLOW` (constant: the kernel's action cache
+//             answers, no BPF runs; what remains is the cost of seccomp being on at all)
+//   argload   one linear filter of 300 never-matching `jeq nr` tests, then a load of args[0],
+//             then allow: not constant, so the cache cannot answer and the BPF runs on every
+//             syscall (what an argument check on a hot syscall, or a kernel without the action
+//             cache, costs with a linear allow-list of this size)
 //
 // Prints one line per syscall: `name ns_per_op_median ns_per_op_min`. Each op is one raw
 // syscall (syscall(2), so libc caching cannot skip the kernel); the pairs (write+read,
@@ -9,7 +18,12 @@
 // from a filter that does not allow it), so a silently refused syscall cannot look fast.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +89,31 @@ struct op {
     void (*fn)(void);
 };
 
+static void install(const char *mode) {
+    struct sock_filter allow1[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    static struct sock_filter argload[310];
+    int k = 0;
+    argload[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    argload[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    argload[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+    argload[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (int i = 0; i < 300; i++)
+        argload[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 100000 + i, 0, 0);
+    argload[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+    argload[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog fp;
+    if (!strcmp(mode, "none")) return;
+    if (!strcmp(mode, "allow1")) fp = (struct sock_fprog){1, allow1};
+    else if (!strcmp(mode, "argload")) fp = (struct sock_fprog){(unsigned short)k, argload};
+    else { fprintf(stderr, "syscost: unknown filter %s\n", mode); exit(2); }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("no_new_privs");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp)) die("seccomp");
+}
+
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 200000;
     int reps = argc > 2 ? atoi(argv[2]) : 7;
+    install(argc > 3 ? argv[3] : "none");
     if (n <= 0 || reps <= 0 || reps > 100) {
         fprintf(stderr, "usage: syscost ITERATIONS [REPEATS]\n");
         return 2;
