@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -108,18 +110,7 @@ read_exec = ["/usr", "/bin", "/sbin", "/lib", {{ path = "/lib64", optional = tru
 read_only = ["/etc", "/proc", "/dev/urandom"]
 read_write = ["{s}", "/dev/null"]
 scopes = ["signal", "abstract_unix_socket"]
-[seccomp]
-default_action = "errno:ENOSYS"
-allow = ["@default", "@file-read", "@file-write", "@io-event", "@network", "@process"]
-[[seccomp.allow_if]]
-syscall = "socket"
-arg = 0
-any_of = [1, 2, 10]
-[[seccomp.allow_if]]
-syscall = "clone"
-arg = 0
-bits_clear = 0x7E020000
-[rlimits]
+{seccomp}[rlimits]
 core = 0
 [env]
 set = {{ PATH = "/usr/bin:/bin" }}
@@ -127,7 +118,8 @@ set = {{ PATH = "/usr/bin:/bin" }}
 pid_namespace = "{}"
 {supervise}
 "#,
-            mode.pid_namespace()
+            mode.pid_namespace(),
+            seccomp = common::TEST_SECCOMP,
         );
         let n = self.n.fetch_add(1, Ordering::SeqCst);
         let p = self.path(&format!("profile-{n}.toml"));

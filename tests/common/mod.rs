@@ -126,7 +126,23 @@ read_only = ["/etc", "/proc", "/dev/urandom", "{ro}"]
 read_write = ["{rw}", "/dev/null"]
 bind_tcp = [{bind_port}]
 connect_tcp = []
-[seccomp]
+{seccomp}[env]
+set = {{ PATH = "/usr/bin:/bin" }}
+{extra}
+"#,
+            seccomp = TEST_SECCOMP,
+            bin = self.path("bin").display(),
+            ro = self.path("ro").display(),
+            rw = self.path("rw").display(),
+        );
+        let p = self.path("profile.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// The seccomp section of the test profiles: the minimal profile's allow-list.
+pub const TEST_SECCOMP: &str = r#"[seccomp]
 default_action = "errno:ENOSYS"
 allow = ["@default", "@file-read", "@file-write", "@io-event", "@network", "@process"]
 [[seccomp.allow_if]]
@@ -137,19 +153,7 @@ any_of = [1, 2, 10]
 syscall = "clone"
 arg = 0
 bits_clear = 0x7E020000
-[env]
-set = {{ PATH = "/usr/bin:/bin" }}
-{extra}
-"#,
-            bin = self.path("bin").display(),
-            ro = self.path("ro").display(),
-            rw = self.path("rw").display(),
-        );
-        let p = self.path("profile.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
+"#;
 
 /// Run to completion with a deadline; the process is killed if it overstays.
 pub fn run(cmd: &mut Command, limit: Duration) -> Output {
