@@ -2,7 +2,8 @@
 //! A seccomp kill shows as death by SIGSYS. Built by `cargo test`, run confined by the tests.
 //!
 //! `probe OP [ARGS]` with OP one of: write FILE, create FILE, mkdir DIR, rename FROM TO,
-//! truncate FILE, unlink FILE, read FILE, exec PATH, bind PORT, connect PORT, kill PID SIG,
+//! truncate FILE, unlink FILE, read FILE, exec PATH, bind PORT, connect PORT,
+//! connect-abstract NAME, kill PID SIG,
 //! ptrace PID, mount, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
 //! fds, nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
@@ -56,6 +57,12 @@ fn main() {
         "connect" => {
             let port: u16 = arg(1).parse().unwrap();
             io(std::net::TcpStream::connect(("127.0.0.1", port)).map(drop))
+        }
+        "connect-abstract" => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr =
+                std::os::unix::net::SocketAddr::from_abstract_name(arg(1).as_bytes()).unwrap();
+            io(std::os::unix::net::UnixStream::connect_addr(&addr).map(drop))
         }
         "kill" => {
             let pid: i32 = arg(1).parse().unwrap();

@@ -201,6 +201,24 @@ fn the_server_cannot_signal_its_supervisor() {
 }
 
 #[test]
+fn abstract_unix_sockets_outside_the_sandbox_are_unreachable() {
+    use std::os::linux::net::SocketAddrExt;
+    require_root();
+    let sb = Sandbox::new();
+    sb.profile(free_port(), "");
+    // Bound by us, outside the server's Landlock domain (like a supervisor's or systemd's).
+    let name = format!("stockade-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(outcome(&sb, &["connect-abstract", &name]), "errno=EPERM");
+    assert!(
+        listener.accept().is_err(),
+        "the probe reached our abstract socket"
+    );
+}
+
+#[test]
 fn landlock_unavailable_means_nothing_starts() {
     require_root();
     let sb = Sandbox::new();
