@@ -1,13 +1,14 @@
 //! seccomp: profile → BPF programs (in the parent), and their installation (last, in the child).
 //!
-//! Three small filters instead of one, because seccompiler gives a filter one match action and the
-//! kernel combines stacked filters by taking the most severe result:
+//! Two or three small filters instead of one, because seccompiler gives a filter one match action
+//! and the kernel combines stacked filters by taking the most severe result:
 //! 1. the allow-list: listed syscalls (with argument conditions) are allowed, the rest get the
 //!    profile's default action (ENOSYS by default: see README, "Why ENOSYS");
 //! 2. the kill set: stockade's fixed list plus the profile's, and every x32 syscall number, kill
 //!    the process, whatever filter 1 said;
 //! 3. `clone3` answers ENOSYS, so glibc falls back to `clone`, whose namespace flags filter 1
-//!    refuses (BPF cannot look inside clone3's struct argument).
+//!    refuses (BPF cannot look inside clone3's struct argument). With the ENOSYS default, leaving
+//!    clone3 out of filter 1 does it; only another default needs this third filter.
 //!
 //! Non-native architectures (i386 through `int 0x80`) fail seccompiler's architecture check, which
 //! kills the process. Every action is constant per syscall number except the few `allow_if` rules,
@@ -534,11 +535,18 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
             rules.insert(nr, alts.clone());
         }
     }
+    // With an ENOSYS default, leaving clone3 out of the allow-list is enough; otherwise it is
+    // allowed there (so a kill default cannot pre-empt it) and a third filter answers ENOSYS.
+    let enosys_default = matches!(&default_action, DefaultAction::Errno(e) if e == "ENOSYS");
     let mut enosys = Vec::new();
     for name in ALWAYS_ENOSYS {
         if let Some(nr) = syscall_number(name) {
-            // Allowed in filter 1 so a kill default cannot pre-empt filter 3's ENOSYS.
-            rules.insert(nr, Vec::new());
+            allowed.remove(*name);
+            if enosys_default {
+                rules.remove(&nr);
+            } else {
+                rules.insert(nr, Vec::new());
+            }
             enosys.push((*name).to_string());
         }
     }
@@ -571,7 +579,11 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         conditional: conditional.keys().cloned().collect(),
         killed: killed.keys().cloned().collect(),
         enosys,
-        programs: vec![allow_prog, kill_prog, enosys_prog],
+        programs: if enosys_default {
+            vec![allow_prog, kill_prog]
+        } else {
+            vec![allow_prog, kill_prog, enosys_prog]
+        },
     })
 }
 
@@ -660,10 +672,16 @@ mod tests {
     }
 
     #[test]
-    fn compiles_three_programs_and_always_kills_the_dangerous_set() {
+    fn compiles_two_programs_and_always_kills_the_dangerous_set() {
         let p =
             plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@default\"]\n").unwrap();
-        assert_eq!(p.programs.len(), 3);
+        // allow-list and kill set; clone3 falls to the ENOSYS default.
+        assert_eq!(p.programs.len(), 2);
+        let k =
+            plan("[seccomp]\ndefault_action = \"kill_process\"\nallow = [\"@process\"]\n").unwrap();
+        // With a kill default clone3 needs its own ENOSYS filter.
+        assert_eq!(k.programs.len(), 3);
+        assert!(!k.allowed.iter().any(|a| a == "clone3"));
         for s in [
             "ptrace",
             "bpf",
