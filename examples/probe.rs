@@ -4,7 +4,7 @@
 //! `probe OP [ARGS]` with OP one of: write FILE, create FILE, mkdir DIR, rename FROM TO,
 //! truncate FILE, unlink FILE, read FILE, exec PATH, bind PORT, connect PORT,
 //! connect-abstract NAME, kill PID SIG,
-//! ptrace PID, mount, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
+//! ptrace PID, mount, setuid0, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
 //! fds, nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
 #![allow(unsafe_code)]
@@ -85,6 +85,7 @@ fn main() {
                 None::<&str>,
             )
         }
+        "setuid0" => nix::unistd::setuid(nix::unistd::Uid::from_raw(0)),
         "unshare-user" => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER),
         "clone3" => {
             // SAFETY: a NULL args pointer with size 0: the kernel (or the filter) rejects it

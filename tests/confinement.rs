@@ -180,6 +180,20 @@ fn dangerous_syscalls_are_killed_or_refused() {
 }
 
 #[test]
+fn setuid_is_refused_and_killed_when_the_profile_says_so() {
+    require_root();
+    let sb = Sandbox::new();
+    let profile = sb.profile(free_port(), "");
+    // Not in the allow-list: ENOSYS.
+    assert_eq!(outcome(&sb, &["setuid0"]), "errno=ENOSYS");
+    // The triton profile's `kill = ["@setid"]`: the process dies.
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let text = text.replacen("allow = [", "kill = [\"@setid\"]\nallow = [", 1);
+    std::fs::write(&profile, text).unwrap();
+    assert_eq!(outcome(&sb, &["setuid0"]), "killed=SIGSYS");
+}
+
+#[test]
 fn the_server_cannot_signal_its_supervisor() {
     require_root();
     let sb = Sandbox::new();
