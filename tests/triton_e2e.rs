@@ -166,6 +166,9 @@ fn make_repo() -> Repo {
     let scratch = models.join("probe/1/scratch");
     fs::create_dir(&scratch).unwrap();
     fs::write(scratch.join("victim"), "victim\n").unwrap();
+    // Native code shipped inside a model: a real shared library the server could map.
+    let lib = fs::canonicalize("/lib/x86_64-linux-gnu/libz.so.1").unwrap();
+    fs::copy(lib, models.join("probe/1/libshipped.so")).unwrap();
     for p in [&scratch, &scratch.join("victim")] {
         std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
     }
@@ -992,6 +995,32 @@ fn compromised_model_is_contained() {
         "errno=EACCES"
     };
     println!("[probe] repository read-only mount in the server's namespace: {repo_ro_mount}");
+    // Started as root, the triton profile mounts the repository ro,noexec,nosuid,nodev and gives
+    // the server fresh noexec tmpfs /tmp and /dev/shm: Landlock governs execve, not mmap, so the
+    // noexec mount is what stops a model's own library from being mapped executable.
+    let opts = |p: &str| mount_opts(s.server_pid, Path::new(p)).unwrap_or_default();
+    for flag in ["ro", "noexec", "nosuid", "nodev"] {
+        assert!(
+            opts(&models.display().to_string())
+                .split(',')
+                .any(|x| x == flag),
+            "repository mount lacks {flag}: {}",
+            opts(&models.display().to_string())
+        );
+    }
+    for p in ["/tmp", "/dev/shm"] {
+        assert!(
+            opts(p).split(',').any(|x| x == "noexec"),
+            "{p}: {}",
+            opts(p)
+        );
+    }
+    assert_eq!(
+        s.probe("dlopen", &m("probe/1/libshipped.so")),
+        "error=failed to map segment"
+    );
+    // The same library from the read-only, executable system directory maps fine.
+    assert_eq!(s.probe("dlopen", "/lib/x86_64-linux-gnu/libz.so.1"), "ok");
     // A seccomp allow-list without rename(2) refuses every rename first (ENOSYS): also a
     // refusal, but it breaks the allowed rename in /tmp below, which is asserted.
     let repo_rename = format!("{repo_err}|errno=ENOSYS");
