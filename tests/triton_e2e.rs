@@ -1677,3 +1677,103 @@ fn weakening_flags_refused_before_start() {
     assert!(argv.contains(" --id=--model-control-mode=poll "), "{argv}");
     assert!(argv.contains(" --model-control-mode=none "), "{argv}");
 }
+
+/// The image's layout on this host for the length of one test: `/opt/tritonserver` (where the
+/// official image keeps Triton) and `/models` (where the Deployment mounts the repository), as
+/// symlinks, created only if absent and removed afterwards.
+struct ImageLayout {
+    made: Vec<PathBuf>,
+}
+
+impl ImageLayout {
+    fn new(triton_home: &Path, models: &Path) -> ImageLayout {
+        let mut made = Vec::new();
+        for (link, target) in [
+            (Path::new("/opt/tritonserver"), triton_home),
+            (Path::new("/models"), models),
+        ] {
+            assert!(
+                fs::symlink_metadata(link).is_err(),
+                "{} exists on this host: the container-entrypoint test needs to create it",
+                link.display()
+            );
+            std::os::unix::fs::symlink(target, link).unwrap();
+            made.push(link.to_path_buf());
+        }
+        ImageLayout { made }
+    }
+}
+
+impl Drop for ImageLayout {
+    fn drop(&mut self) {
+        for p in &self.made {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// packaging/container/Dockerfile's exact ENTRYPOINT + CMD (only the stockade path is this
+/// build's) serves the real Triton, on the image's default port 8000.
+#[test]
+fn container_entrypoint_and_cmd_serve() {
+    let _serial = serial();
+    let t = triton();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/container/check-entrypoint.sh"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(argv[0], "/usr/bin/stockade");
+    assert!(
+        TcpListener::bind("127.0.0.1:8000").is_ok(),
+        "port 8000 (the image's default HTTP port) is busy on this host"
+    );
+    let repo = make_repo();
+    let home = t.server.parent().and_then(Path::parent).unwrap();
+    let _layout = ImageLayout::new(home, &repo.models);
+    let mut cmd = Command::new(STOCKADE);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", format!("/opt/tritonserver/bin:{}", t.path))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while http_status(8000, "/v2/health/ready") != Some(200) {
+        if Instant::now() > end || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "not ready: {}",
+                tail(&String::from_utf8_lossy(&o.stderr), 20)
+            );
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let (code, answer, _) = client(&["http-infer", "http://127.0.0.1:8000", "add"]);
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let o = run_child_bounded(child, Duration::from_secs(70));
+    assert_eq!((code, answer.as_str()), (0, EXPECTED_SUM));
+    assert_eq!(o, Some(0), "stockade's exit status after SIGTERM");
+}
+
+fn run_child_bounded(mut child: Child, limit: Duration) -> Option<i32> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
