@@ -5,6 +5,7 @@
 //! (parent: signals, reaping, exit status). See docs/ARCHITECTURE.md.
 
 pub mod app;
+pub mod bpf;
 pub mod capabilities;
 pub mod cli;
 pub mod confine;

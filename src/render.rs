@@ -259,7 +259,7 @@ pub fn text(plan: &Plan) -> String {
     let s = &v.seccomp;
     let _ = writeln!(
         o,
-        "seccomp      default {}, {} allowed, {} conditional, {} kill, enosys [{}]; other arch and x32: kill ({} filters, {} BPF instructions)",
+        "seccomp      default {}, {} allowed, {} conditional, {} kill, enosys [{}]; other arch and x32: kill ({} BPF program, {} instructions)",
         s.default_action,
         s.allowed.len(),
         s.allowed_if_arguments_match.len(),

@@ -1,28 +1,21 @@
-//! seccomp: profile → BPF programs (in the parent), and their installation (last, in the child).
+//! seccomp: profile → one BPF program (in the parent), installed last, in the child.
 //!
-//! Two or three small filters instead of one, because seccompiler gives a filter one match action
-//! and the kernel combines stacked filters by taking the most severe result:
-//! 1. the allow-list: listed syscalls (with argument conditions) are allowed, the rest get the
-//!    profile's default action (ENOSYS by default: see README, "Why ENOSYS");
-//! 2. the kill set: stockade's fixed list plus the profile's, and every x32 syscall number, kill
-//!    the process, whatever filter 1 said;
-//! 3. `clone3` answers ENOSYS, so glibc falls back to `clone`, whose namespace flags filter 1
-//!    refuses (BPF cannot look inside clone3's struct argument). With the ENOSYS default, leaving
-//!    clone3 out of filter 1 does it; only another default needs this third filter.
-//!
-//! Non-native architectures (i386 through `int 0x80`) fail seccompiler's architecture check, which
-//! kills the process. Every action is constant per syscall number except the few `allow_if` rules,
-//! so the kernel's action cache answers hot syscalls without running the filter.
+//! Each syscall number gets one action: the fixed `@dangerous` set and the profile's `kill` list
+//! kill the process; `clone3` answers ENOSYS so libc falls back to `clone`, whose namespace flags
+//! an `allow_if` rule refuses (BPF cannot look inside clone3's struct argument); the allow-list is
+//! allowed, `allow_if` syscalls only when an argument matches; everything else gets the profile's
+//! default action (ENOSYS by default: see README, "Why ENOSYS"). Non-native architectures (i386
+//! through `int 0x80`) and x32 syscall numbers are killed. `bpf.rs` lays the program out as a
+//! binary search; every action but the argument-checked ones is constant per syscall number, so
+//! the kernel's action cache answers hot syscalls without running it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch, sock_filter,
-};
+use seccompiler::BpfProgram;
 use syscalls::Sysno;
 
+use crate::bpf::{Action, Check};
 use crate::error::{Error, Result};
 use crate::profile::{ArgRule, Loaded, SeccompSection};
 
@@ -292,9 +285,6 @@ pub const CLONE_NAMESPACE_FLAGS: u64 = (nix::libc::CLONE_NEWNS
     | nix::libc::CLONE_NEWPID
     | nix::libc::CLONE_NEWNET) as u64;
 
-/// x32 syscall numbers have this bit set and share x86_64's audit arch.
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "action", content = "errno")]
 pub enum DefaultAction {
@@ -363,6 +353,10 @@ fn expand(loaded: &Loaded, names: &[toml::Spanned<String>]) -> Result<BTreeMap<S
     Ok(out)
 }
 
+fn number_u32(name: &str) -> Option<u32> {
+    syscall_number(name).and_then(|n| u32::try_from(n).ok())
+}
+
 pub fn syscall_number(name: &str) -> Option<i64> {
     Sysno::from_str(name).ok().map(|s| i64::from(s.id()))
 }
@@ -401,9 +395,11 @@ fn errno_value(name: &str) -> Option<u32> {
     u32::try_from(v).ok()
 }
 
-fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Vec<SeccompRule>>> {
+type Alternatives = Vec<Vec<Check>>;
+
+fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Alternatives>> {
     // Conditions on one syscall are ANDed; `any_of` expands into alternatives (OR of rules).
-    let mut alternatives: BTreeMap<String, Vec<Vec<SeccompCondition>>> = BTreeMap::new();
+    let mut alternatives: BTreeMap<String, Alternatives> = BTreeMap::new();
     for r in rules {
         let name = r.syscall.get_ref().clone();
         if syscall_number(&name).is_none() {
@@ -413,16 +409,12 @@ fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Vec<
         if arg > 5 {
             return Err(loaded.err(r.arg.span(), format!("argument index {arg} is not 0..=5")));
         }
-        let cond = |op, value| {
-            SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
-                .map_err(|e| loaded.err(r.arg.span(), format!("bad condition: {e}")))
-        };
-        let options: Vec<SeccompCondition> = match (&r.any_of, r.bits_clear) {
+        let options: Vec<Check> = match (&r.any_of, r.bits_clear) {
             (Some(values), None) if !values.is_empty() => values
                 .iter()
-                .map(|v| cond(SeccompCmpOp::Eq, *v))
-                .collect::<Result<_>>()?,
-            (None, Some(bits)) => vec![cond(SeccompCmpOp::MaskedEq(bits), 0)?],
+                .map(|v| Check::Equals { arg, value: *v })
+                .collect(),
+            (None, Some(mask)) => vec![Check::BitsClear { arg, mask }],
             _ => {
                 return Err(loaded.err(
                     r.syscall.span(),
@@ -436,43 +428,30 @@ fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Vec<
             .flat_map(|prefix| {
                 options.iter().map(move |c| {
                     let mut v = prefix.clone();
-                    v.push(c.clone());
+                    v.push(*c);
                     v
                 })
             })
             .collect();
     }
-    let mut out = BTreeMap::new();
-    for (name, alts) in alternatives {
-        let rules = alts
-            .into_iter()
-            .map(|conds| {
-                SeccompRule::new(conds).map_err(|e| Error::Internal(format!("seccomp rule: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.insert(name, rules);
+    if alternatives.values().any(|a| a.len() > 64) {
+        return Err(Error::profile(
+            loaded.at(0..0),
+            "allow_if expands to more than 64 alternatives for one syscall",
+        ));
     }
-    Ok(out)
+    Ok(alternatives)
 }
 
-fn build(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-) -> Result<BpfProgram> {
-    SeccompFilter::new(rules, mismatch, matched, arch())
-        .and_then(BpfProgram::try_from)
-        .map_err(|e| Error::Internal(format!("seccomp filter: {e}")))
-}
-
-fn arch() -> TargetArch {
+/// AUDIT_ARCH_* of the build target: any other architecture (i386 via `int 0x80`) is killed.
+fn audit_arch() -> u32 {
     #[cfg(target_arch = "aarch64")]
     {
-        TargetArch::aarch64
+        0xc000_00b7
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
-        TargetArch::x86_64
+        0xc000_003e
     }
 }
 
@@ -528,50 +507,47 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         allowed.insert("execve".into(), nr);
     }
 
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        allowed.values().map(|nr| (*nr, Vec::new())).collect();
+    // One action per syscall number: kill beats everything, clone3 answers ENOSYS so libc falls
+    // back to clone (whose flags the allow_if rule checks), then allow, then the default.
+    let enosys_errno = errno_value("ENOSYS").unwrap_or(38);
+    let mut actions: BTreeMap<u32, Action> = BTreeMap::new();
+    let mut conditions = Vec::new();
     for (name, alts) in &conditional {
-        if let Some(nr) = syscall_number(name) {
-            rules.insert(nr, alts.clone());
+        if let Some(nr) = number_u32(name) {
+            actions.insert(nr, Action::Conditional(conditions.len()));
+            conditions.push(alts.clone());
         }
     }
-    // With an ENOSYS default, leaving clone3 out of the allow-list is enough; otherwise it is
-    // allowed there (so a kill default cannot pre-empt it) and a third filter answers ENOSYS.
-    let enosys_default = matches!(&default_action, DefaultAction::Errno(e) if e == "ENOSYS");
+    for nr in allowed.values() {
+        if let Ok(nr) = u32::try_from(*nr) {
+            actions.insert(nr, Action::Allow);
+        }
+    }
     let mut enosys = Vec::new();
     for name in ALWAYS_ENOSYS {
-        if let Some(nr) = syscall_number(name) {
+        if let Some(nr) = number_u32(name) {
             allowed.remove(*name);
-            if enosys_default {
-                rules.remove(&nr);
-            } else {
-                rules.insert(nr, Vec::new());
-            }
+            actions.insert(nr, Action::Errno(enosys_errno));
             enosys.push((*name).to_string());
         }
     }
-    let mismatch = match &default_action {
-        DefaultAction::Errno(e) => SeccompAction::Errno(errno_value(e).unwrap_or(38)),
-        DefaultAction::KillProcess => SeccompAction::KillProcess,
-        DefaultAction::Log => SeccompAction::Log,
+    for nr in killed.values() {
+        if let Ok(nr) = u32::try_from(*nr) {
+            actions.insert(nr, Action::KillProcess);
+        }
+    }
+    let default = match &default_action {
+        DefaultAction::Errno(e) => Action::Errno(errno_value(e).unwrap_or(enosys_errno)),
+        DefaultAction::KillProcess => Action::KillProcess,
+        DefaultAction::Log => Action::Log,
     };
-    let allow_prog = build(rules, mismatch, SeccompAction::Allow)?;
-
-    let kill_rules = killed.values().map(|nr| (*nr, Vec::new())).collect();
-    let mut kill_prog = build(kill_rules, SeccompAction::Allow, SeccompAction::KillProcess)?;
-    insert_x32_kill(&mut kill_prog);
-
-    let enosys_rules = enosys
-        .iter()
-        .filter_map(|n| syscall_number(n))
-        .map(|nr| (nr, Vec::new()))
-        .collect();
-    let enosys_errno = u32::try_from(nix::libc::ENOSYS).unwrap_or(38);
-    let enosys_prog = build(
-        enosys_rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(enosys_errno),
-    )?;
+    let program = crate::bpf::program(&crate::bpf::Policy {
+        actions,
+        default,
+        conditions,
+        arch: audit_arch(),
+    })
+    .map_err(Error::Internal)?;
 
     Ok(SeccompPlan {
         default_action,
@@ -579,42 +555,8 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         conditional: conditional.keys().cloned().collect(),
         killed: killed.keys().cloned().collect(),
         enosys,
-        programs: if enosys_default {
-            vec![allow_prog, kill_prog]
-        } else {
-            vec![allow_prog, kill_prog, enosys_prog]
-        },
+        programs: vec![program],
     })
-}
-
-/// After the architecture check (the first three instructions), kill any x32 syscall number.
-fn insert_x32_kill(prog: &mut BpfProgram) {
-    const BPF_LD_W_ABS: u16 = 0x20;
-    const BPF_JMP_JGE_K: u16 = 0x35;
-    const BPF_RET_K: u16 = 0x06;
-    const SECCOMP_DATA_NR: u32 = 0;
-    let check = [
-        sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: SECCOMP_DATA_NR,
-        },
-        sock_filter {
-            code: BPF_JMP_JGE_K,
-            jt: 0,
-            jf: 1,
-            k: X32_SYSCALL_BIT,
-        },
-        sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: nix::libc::SECCOMP_RET_KILL_PROCESS,
-        },
-    ];
-    let at = prog.len().min(3);
-    prog.splice(at..at, check);
 }
 
 /// Install the filters (child, last step before exec). Each call sets no_new_privs first.
@@ -671,17 +613,24 @@ mod tests {
         assert_eq!(syscall_number("nope"), None);
     }
 
+    /// What the compiled program answers for `name` with `args` (through the BPF interpreter).
+    fn answer(p: &SeccompPlan, name: &str, args: [u64; 6]) -> u32 {
+        let nr = u32::try_from(syscall_number(name).unwrap()).unwrap();
+        crate::bpf::tests::run(&p.programs[0], audit_arch(), nr, args)
+    }
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const KILL: u32 = 0x8000_0000;
+    const ENOSYS: u32 = 0x0005_0000 | 38;
+
     #[test]
-    fn compiles_two_programs_and_always_kills_the_dangerous_set() {
-        let p =
-            plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@default\"]\n").unwrap();
-        // allow-list and kill set; clone3 falls to the ENOSYS default.
-        assert_eq!(p.programs.len(), 2);
-        let k =
-            plan("[seccomp]\ndefault_action = \"kill_process\"\nallow = [\"@process\"]\n").unwrap();
-        // With a kill default clone3 needs its own ENOSYS filter.
-        assert_eq!(k.programs.len(), 3);
-        assert!(!k.allowed.iter().any(|a| a == "clone3"));
+    fn one_program_with_every_answer() {
+        let p = plan(
+            "[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@default\", \"@process\"]\n\
+             [[seccomp.allow_if]]\nsyscall = \"clone\"\narg = 0\nbits_clear = 0x7E020000\n",
+        )
+        .unwrap();
+        assert_eq!(p.programs.len(), 1);
         for s in [
             "ptrace",
             "bpf",
@@ -691,8 +640,32 @@ mod tests {
             "userfaultfd",
         ] {
             assert!(p.killed.iter().any(|k| k == s), "{s}");
+            assert_eq!(answer(&p, s, [0; 6]), KILL, "{s}");
         }
         assert_eq!(p.enosys, vec!["clone3".to_string()]);
+        assert!(!p.allowed.iter().any(|a| a == "clone3"));
+        assert_eq!(answer(&p, "clone3", [0; 6]), ENOSYS);
+        assert_eq!(answer(&p, "getpid", [0; 6]), ALLOW);
+        assert_eq!(answer(&p, "openat", [0; 6]), ENOSYS);
+        // clone from @process is narrowed by allow_if: no namespace flags.
+        assert_eq!(answer(&p, "clone", [0x0011_0000, 0, 0, 0, 0, 0]), ALLOW);
+        let newuser = u64::try_from(nix::libc::CLONE_NEWUSER).unwrap();
+        assert_eq!(answer(&p, "clone", [newuser, 0, 0, 0, 0, 0]), ENOSYS);
+        // x32 and other architectures.
+        let prog = &p.programs[0];
+        assert_eq!(
+            crate::bpf::tests::run(prog, audit_arch(), 0x4000_0027, [0; 6]),
+            KILL
+        );
+        assert_eq!(crate::bpf::tests::run(prog, 0x4000_0003, 20, [0; 6]), KILL);
+    }
+
+    #[test]
+    fn a_kill_default_still_answers_clone3_with_enosys() {
+        let k =
+            plan("[seccomp]\ndefault_action = \"kill_process\"\nallow = [\"@process\"]\n").unwrap();
+        assert_eq!(answer(&k, "clone3", [0; 6]), ENOSYS);
+        assert_eq!(answer(&k, "openat", [0; 6]), KILL);
     }
 
     #[test]
@@ -721,13 +694,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown default_action 'deny'"), "{e}");
-    }
-
-    #[test]
-    fn x32_check_follows_the_arch_check() {
-        let p = plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"read\"]\n").unwrap();
-        let kill = &p.programs[1];
-        assert_eq!(kill[4].k, X32_SYSCALL_BIT);
-        assert_eq!(kill[5].k, nix::libc::SECCOMP_RET_KILL_PROCESS);
     }
 }
