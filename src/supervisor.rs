@@ -177,6 +177,7 @@ struct Probe {
 /// Supervision state for the current server instance.
 struct Instance {
     pid: Pid,
+    started: Instant,
     status: Option<WaitStatus>,
     probe: Option<Probe>,
     ready: bool,
@@ -244,6 +245,7 @@ impl Supervisor<'_> {
         });
         Instance {
             pid,
+            started: Instant::now(),
             status: None,
             ready: probe.is_none(),
             probe,
@@ -272,6 +274,20 @@ impl Supervisor<'_> {
             let restartable = failed && r.mode == RestartMode::OnFailure && self.stop.is_none();
             if !restartable {
                 return Ok(code);
+            }
+            // The limit is on consecutive failures: an instance that passed its probe, or ran
+            // longer than the longest backoff, was healthy, so a rare crash does not use it up.
+            let ran = inst.started.elapsed();
+            if (inst.probe.is_some() && inst.ready)
+                || ran >= Duration::from_millis(r.backoff_max_ms)
+            {
+                if restarts > 0 {
+                    info!(
+                        ran_ms = ran.as_millis() as u64,
+                        "server had been healthy: restart count reset"
+                    );
+                }
+                restarts = 0;
             }
             if restarts >= r.max_restarts {
                 warn!(

@@ -797,6 +797,28 @@ fn restarts_stop_after_the_maximum() {
     }
 }
 
+/// max_restarts limits consecutive failures: an instance that ran longer than the longest backoff
+/// was healthy and resets the count.
+#[test]
+fn a_healthy_run_resets_the_restart_count() {
+    require_root!();
+    let fx = Fx::new();
+    let count = fx.s("healthy-count");
+    let p = fx.profile(
+        Mode::Plain,
+        "[supervise.restart]\nmode = \"on-failure\"\nmax_restarts = 1\nbackoff_initial_ms = 50\nbackoff_max_ms = 200",
+    );
+    // Every run lasts 0.4 s (longer than backoff_max_ms) and fails, until the fourth succeeds.
+    let cmd = format!(
+        "n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}; sleep 0.4; \
+         [ $n -ge 4 ] && exit 0; exit 1"
+    );
+    let mut r = launch(&fx, Mode::Plain, &p, &sh(&cmd), &[]);
+    assert_eq!(r.wait(Duration::from_secs(15)), 0, "{}", r.stderr());
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "4");
+    assert!(r.stderr().contains("restart count reset"), "{}", r.stderr());
+}
+
 /// The supervisor keeps only CAP_KILL (plus what a restart needs), in every set, with
 /// no_new_privs; the server cannot signal it.
 #[test]
