@@ -4,7 +4,7 @@
 //! `probe OP [ARGS]` with OP one of: write FILE, create FILE, mkdir DIR, rename FROM TO,
 //! truncate FILE, unlink FILE, read FILE, exec PATH, bind PORT, connect PORT,
 //! connect-abstract NAME, kill PID SIG,
-//! ptrace PID, mount, setuid0, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
+//! ptrace PID, mount, securebits, setuid0, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
 //! fds, nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
 #![allow(unsafe_code)]
@@ -84,6 +84,12 @@ fn main() {
                 nix::mount::MsFlags::empty(),
                 None::<&str>,
             )
+        }
+        "securebits" => {
+            // SAFETY: PR_GET_SECUREBITS takes no pointer.
+            let bits = unsafe { nix::libc::prctl(nix::libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+            println!("securebits={bits:#x}");
+            Ok(())
         }
         "setuid0" => nix::unistd::setuid(nix::unistd::Uid::from_raw(0)),
         "unshare-user" => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER),

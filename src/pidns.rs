@@ -38,12 +38,7 @@ pub enum Entered {
 }
 
 /// Should this start use a PID namespace? `auto`: as root with CAP_SYS_ADMIN, unless already
-/// PID 1 (a container's init is in its own namespace already).
-pub fn wanted(plan: &Plan) -> Result<bool> {
-    wanted_for(plan.supervise.pid_namespace, plan.identity.mode)
-}
-
-/// The decision itself, also taken while the plan is built (the server then gets a fresh /proc).
+/// PID 1 (a container's init is in its own namespace already). Taken once, by `plan`.
 pub fn wanted_for(mode: PidNamespace, identity: Mode) -> Result<bool> {
     if mode == PidNamespace::Never {
         return Ok(false);

@@ -43,6 +43,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     pub supervise: SuperviseSection,
     pub mounts: Option<crate::mounts::MountPlan>,
+    /// Supervise from PID 1 of a new PID namespace (decided once, here: the mounts depend on it).
+    pub pid_namespace: bool,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     /// Pre-built C strings so the child does not convert after fork.
@@ -348,6 +350,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         cwd,
         supervise,
         mounts,
+        pid_namespace: own_pid_ns,
         warnings,
         notes,
         c_exe,

@@ -39,7 +39,6 @@ struct Seccomp<'a> {
     enosys: &'a [String],
     non_native_arch: &'static str,
     x32: &'static str,
-    filters: usize,
     instructions: usize,
 }
 
@@ -135,7 +134,6 @@ fn view(plan: &Plan) -> View<'_> {
             enosys: &plan.seccomp.enosys,
             non_native_arch: "kill_process",
             x32: "kill_process",
-            filters: plan.seccomp.programs.len(),
             instructions: plan.seccomp.instruction_count(),
         },
         rlimits: &plan.rlimits,
@@ -259,13 +257,12 @@ pub fn text(plan: &Plan) -> String {
     let s = &v.seccomp;
     let _ = writeln!(
         o,
-        "seccomp      default {}, {} allowed, {} conditional, {} kill, enosys [{}]; other arch and x32: kill ({} BPF program, {} instructions)",
+        "seccomp      default {}, {} allowed, {} conditional, {} kill, enosys [{}]; other arch and x32: kill (one BPF program, {} instructions)",
         s.default_action,
         s.allowed.len(),
         s.allowed_if_arguments_match.len(),
         s.kill_process.len(),
         s.enosys.join(", "),
-        s.filters,
         s.instructions
     );
     for r in v.rlimits {

@@ -311,12 +311,12 @@ pub struct SeccompPlan {
     pub conditional: Vec<String>,
     pub killed: Vec<String>,
     pub enosys: Vec<String>,
-    pub programs: Vec<BpfProgram>,
+    pub program: BpfProgram,
 }
 
 impl SeccompPlan {
     pub fn instruction_count(&self) -> usize {
-        self.programs.iter().map(Vec::len).sum()
+        self.program.len()
     }
 }
 
@@ -555,23 +555,18 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         conditional: conditional.keys().cloned().collect(),
         killed: killed.keys().cloned().collect(),
         enosys,
-        programs: vec![program],
+        program,
     })
 }
 
-/// Install the filters (child, last step before exec). Each call sets no_new_privs first.
-///
-/// The allow-list goes last: once it is in, `seccomp` itself is no longer allowed.
+/// Install the program (child, last step before exec); seccompiler sets no_new_privs first.
 pub fn install(plan: &SeccompPlan) -> std::result::Result<(), nix::errno::Errno> {
-    for prog in plan.programs.iter().rev() {
-        seccompiler::apply_filter(prog).map_err(|e| match e {
-            seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io
-                .raw_os_error()
-                .map_or(nix::errno::Errno::EINVAL, nix::errno::Errno::from_raw),
-            _ => nix::errno::Errno::EINVAL,
-        })?;
-    }
-    Ok(())
+    seccompiler::apply_filter(&plan.program).map_err(|e| match e {
+        seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io
+            .raw_os_error()
+            .map_or(nix::errno::Errno::EINVAL, nix::errno::Errno::from_raw),
+        _ => nix::errno::Errno::EINVAL,
+    })
 }
 
 /// Every syscall named in a group exists on this architecture.
@@ -616,7 +611,7 @@ mod tests {
     /// What the compiled program answers for `name` with `args` (through the BPF interpreter).
     fn answer(p: &SeccompPlan, name: &str, args: [u64; 6]) -> u32 {
         let nr = u32::try_from(syscall_number(name).unwrap()).unwrap();
-        crate::bpf::tests::run(&p.programs[0], audit_arch(), nr, args)
+        crate::bpf::tests::run(&p.program, audit_arch(), nr, args)
     }
 
     const ALLOW: u32 = 0x7fff_0000;
@@ -630,7 +625,6 @@ mod tests {
              [[seccomp.allow_if]]\nsyscall = \"clone\"\narg = 0\nbits_clear = 0x7E020000\n",
         )
         .unwrap();
-        assert_eq!(p.programs.len(), 1);
         for s in [
             "ptrace",
             "bpf",
@@ -652,7 +646,7 @@ mod tests {
         let newuser = u64::try_from(nix::libc::CLONE_NEWUSER).unwrap();
         assert_eq!(answer(&p, "clone", [newuser, 0, 0, 0, 0, 0]), ENOSYS);
         // x32 and other architectures.
-        let prog = &p.programs[0];
+        let prog = &p.program;
         assert_eq!(
             crate::bpf::tests::run(prog, audit_arch(), 0x4000_0027, [0; 6]),
             KILL

@@ -199,7 +199,7 @@ pub struct Supervisor<'a> {
 /// Start the server and supervise it until it is gone. Returns stockade's exit code.
 pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let mut notifier = Notifier::from_env();
-    if crate::pidns::wanted(plan)? {
+    if plan.pid_namespace {
         match crate::pidns::enter(plan, notifier)? {
             crate::pidns::Entered::Outer(code) => return Ok(code),
             crate::pidns::Entered::Inner(n) | crate::pidns::Entered::Skipped(n) => notifier = n,

@@ -54,6 +54,15 @@ fn confined_child_has_target_ids_no_caps_nnp_and_seccomp() {
     assert_eq!(st["Seccomp"], "2");
     // One program: allow-list, kill set, clone3 ENOSYS, default (src/bpf.rs).
     assert_eq!(st["Seccomp_filters"], "1");
+    // Securebits are not in /proc: the probe asks the kernel. NOROOT, NO_SETUID_FIXUP_LOCKED,
+    // KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE, each locked where a lock exists.
+    let out = confined(&sb.path("profile.toml"), &sb.probe(), &["securebits"]);
+    assert_eq!(
+        stdout(&out).lines().next(),
+        Some("securebits=0xeb"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -239,18 +248,22 @@ fn landlock_unavailable_means_nothing_starts() {
     let sb = Sandbox::new();
     let profile = sb.profile(free_port(), "");
     let marker = sb.path("rw/started");
-    let out = run(
-        Command::new(sb.probe())
-            .arg("nolandlock")
+    // stockade under a filter that answers landlock_create_ruleset with ENOSYS.
+    let without_landlock = |args: &[&std::ffi::OsStr]| {
+        let mut c = Command::new(sb.probe());
+        c.arg("nolandlock")
             .arg(stockade())
             .arg("--profile")
             .arg(&profile)
-            .arg("--")
-            .arg(sb.probe())
-            .arg("create")
-            .arg(&marker),
-        Duration::from_secs(20),
-    );
+            .args(args);
+        run(&mut c, Duration::from_secs(20))
+    };
+    let out = without_landlock(&[
+        "--".as_ref(),
+        sb.probe().as_ref(),
+        "create".as_ref(),
+        marker.as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -259,17 +272,7 @@ fn landlock_unavailable_means_nothing_starts() {
     );
     assert!(!marker.exists());
     // The dry run says the same, without root privileges needed.
-    let out = run(
-        Command::new(sb.probe())
-            .arg("nolandlock")
-            .arg(stockade())
-            .arg("--profile")
-            .arg(&profile)
-            .arg("--dry-run")
-            .arg("--")
-            .arg("/bin/true"),
-        Duration::from_secs(20),
-    );
+    let out = without_landlock(&["--dry-run".as_ref(), "--".as_ref(), "/bin/true".as_ref()]);
     assert_eq!(out.status.code(), Some(69));
     assert!(stdout(&out).contains("NOT SUPPORTED by this kernel"));
 }
@@ -315,7 +318,6 @@ fn rootless_start_still_confines() {
     );
     let st = status(probe);
     kill_and_reap(&mut child);
-    let out = child.wait_with_output().unwrap();
     assert_eq!(st["Uid"], "65534\t65534\t65534\t65534");
     assert_eq!(st["Gid"], "65534\t65534\t65534\t65534");
     assert_zero_caps(&st, false);
@@ -325,7 +327,6 @@ fn rootless_start_still_confines() {
     );
     assert_eq!(st["NoNewPrivs"], "1");
     assert_eq!(st["Seccomp"], "2");
-    let _ = out;
 }
 
 #[test]
