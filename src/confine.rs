@@ -20,9 +20,9 @@ fn at<E: Into<Errno>>(step: Step) -> impl FnOnce(E) -> (Step, Errno) {
     move |e| (step, e.into())
 }
 
-/// The caps crate loses the errno in a string; EPERM is what these calls fail with.
+/// The caps crate keeps the errno only in its message: recover it from there.
 fn caps_err(step: Step) -> impl FnOnce(caps::errors::CapsError) -> (Step, Errno) {
-    move |_| (step, Errno::EPERM)
+    move |e| (step, crate::capabilities::errno_of(&e))
 }
 
 /// Run the steps and exec; on failure report and `_exit`. Never returns.
@@ -103,7 +103,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
             caps::securebits::set_keepcaps(true).map_err(caps_err(Step::Securebits))?;
         }
         // 7. Bounding set, before the uid change: dropping needs CAP_SETPCAP.
-        crate::capabilities::drop_bounding(&plan.keep_caps).map_err(caps_err(Step::BoundingSet))?;
+        crate::capabilities::drop_bounding(&plan.keep_caps).map_err(at(Step::BoundingSet))?;
         // 8. groups → gid → uid: each call needs a capability the next one removes. setres*
         //    so no saved id can bring root back.
         let groups: Vec<Gid> = plan
@@ -118,7 +118,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         let u = Uid::from_raw(plan.identity.uid);
         nix::unistd::setresuid(u, u, u).map_err(at(Step::Uid))?;
     } else if clear_bounding {
-        crate::capabilities::drop_bounding(&[]).map_err(caps_err(Step::BoundingSet))?;
+        crate::capabilities::drop_bounding(&[]).map_err(at(Step::BoundingSet))?;
     }
 
     // 9. The other four sets to exactly the keep list (empty by default).
@@ -151,7 +151,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
             .map_err(|e| (Step::Landlock, e))?;
         let status = ruleset
             .restrict_self()
-            .map_err(|_| (Step::Landlock, Errno::last()))?;
+            .map_err(|e| (Step::Landlock, crate::sys::errno_in(&e)))?;
         if !status.no_new_privs
             || !crate::landlock_policy::status_acceptable(&plan.landlock, &status)
         {

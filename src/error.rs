@@ -35,6 +35,8 @@ pub mod code {
     pub const NOT_EXECUTABLE: u8 = 126;
     /// The server was not found.
     pub const NOT_FOUND: u8 = 127;
+    /// A `supervise.pass_fds` entry is not an fd the caller opened for the server.
+    pub const PASS_FD: u8 = 72;
 }
 
 /// Where in a profile something is: `file:line:col`.
@@ -88,6 +90,11 @@ pub enum Error {
     MissingFlagPath(String),
     ServerNotFound(String),
     ServerNotExecutable(PathBuf),
+    /// A `supervise.pass_fds` entry that cannot be passed.
+    PassFd {
+        fd: i32,
+        reason: String,
+    },
     /// A step in the child failed with this errno (read from the report pipe).
     Confine {
         step: Step,
@@ -121,6 +128,7 @@ impl Error {
             Error::ServerFlag { .. } => code::SERVER_FLAG,
             Error::ServerNotFound(_) => code::NOT_FOUND,
             Error::ServerNotExecutable(_) => code::NOT_EXECUTABLE,
+            Error::PassFd { .. } => code::PASS_FD,
             Error::Confine { step, errno } => match (step, errno) {
                 (Step::Exec, nix::errno::Errno::ENOENT) => code::NOT_FOUND,
                 (Step::Exec, _) => code::NOT_EXECUTABLE,
@@ -185,6 +193,9 @@ impl fmt::Display for Error {
             Error::ServerNotFound(name) => write!(f, "server '{name}': not found"),
             Error::ServerNotExecutable(p) => {
                 write!(f, "server '{}': not executable", p.display())
+            }
+            Error::PassFd { fd, reason } => {
+                write!(f, "supervise.pass_fds: fd {fd}: {reason}; nothing started")
             }
             Error::Confine {
                 step: Step::Exec,

@@ -171,9 +171,18 @@ pub fn resolve(loaded: &Loaded, s: &IdentitySection) -> Result<IdentityPlan> {
         Ok(Some(u)) => u.name,
         _ => current.to_string(),
     };
-    let kept_groups = nix::unistd::getgroups()
-        .map(|v| v.into_iter().map(Gid::as_raw).collect())
-        .unwrap_or_default();
+    let kept_groups: Vec<u32> = nix::unistd::getgroups()
+        .map_err(|e| Error::os("getgroups", e))?
+        .into_iter()
+        .map(Gid::as_raw)
+        .collect();
+    // Supplementary groups cannot be cleared without CAP_SETGID: group 0 would reach the server.
+    if kept_groups.contains(&0) {
+        return Err(Error::RootTarget {
+            at: None,
+            what: "supplementary gid",
+        });
+    }
     Ok(IdentityPlan {
         mode: Mode::Rootless,
         uid: current.as_raw(),

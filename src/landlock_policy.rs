@@ -485,10 +485,10 @@ pub fn add_deferred(
 ) -> std::result::Result<RulesetCreated, nix::errno::Errno> {
     let mut r = ruleset;
     for (path, access) in deferred {
-        let fd = PathFd::new(path).map_err(|_| nix::errno::Errno::last())?;
+        let fd = PathFd::new(path).map_err(|e| crate::sys::errno_in(&e))?;
         r = r
             .add_rule(PathBeneath::new(fd, narrow(path, rights(*access))))
-            .map_err(|_| nix::errno::Errno::last())?;
+            .map_err(|e| crate::sys::errno_in(&e))?;
     }
     Ok(r)
 }

@@ -127,7 +127,8 @@ pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
 /// systemd, and exits with its code.
 fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
     crate::supervisor::drop_own_capabilities(&caps::CapsHashSet::new())?;
-    let mut signals = Signals::install()?;
+    // The outer process starts no server: no fd of its own can reach one.
+    let mut signals = Signals::install(3)?;
     crate::supervisor::unblock_all()?;
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();

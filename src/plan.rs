@@ -25,6 +25,23 @@ pub struct RlimitPlan {
     pub value: Option<u64>,
 }
 
+/// A value that may hold a secret (Triton's restricted-API header is in argv): `Debug` prints
+/// `[redacted]`, so a `debug!(?plan)` cannot leak it. Deref gives the value.
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> std::ops::Deref for Redacted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 #[derive(Debug)]
 pub struct Plan {
     pub profile: String,
@@ -38,7 +55,7 @@ pub struct Plan {
     pub env: EnvPlan,
     pub exe: PathBuf,
     /// argv as exec'd; `display_argv` is the same with secrets redacted.
-    pub argv: Vec<OsString>,
+    pub argv: Redacted<Vec<OsString>>,
     pub display_argv: Vec<String>,
     pub cwd: PathBuf,
     pub supervise: SuperviseSection,
@@ -47,9 +64,11 @@ pub struct Plan {
     pub pid_namespace: bool,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    /// Who can read a secret on the server's command line (Triton's restricted-API header).
+    pub secret_exposure: Option<String>,
     /// Pre-built C strings so the child does not convert after fork.
     pub c_exe: CString,
-    pub c_argv: Vec<CString>,
+    pub c_argv: Redacted<Vec<CString>>,
     pub c_env: Vec<CString>,
 }
 
@@ -57,7 +76,14 @@ fn cstring(bytes: &[u8], what: &str) -> Result<CString> {
     CString::new(bytes).map_err(|_| Error::Usage(format!("{what} contains a NUL byte")))
 }
 
-/// Find the server: a path with a slash is taken as is, a bare name is searched in PATH.
+/// A regular file with an execute bit, as execvp wants before it stops searching.
+fn executable_file(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Find the server: a path with a slash is taken as is, a bare name is searched in PATH like
+/// execvp does (a non-executable match is skipped; if nothing executable is found, the first
+/// match is reported as not executable).
 fn resolve_exe(name: &OsString, path_var: Option<&str>) -> Result<PathBuf> {
     let n = Path::new(name);
     let candidate = if name.as_bytes().contains(&b'/') {
@@ -67,11 +93,17 @@ fn resolve_exe(name: &OsString, path_var: Option<&str>) -> Result<PathBuf> {
             .map(str::to_string)
             .or_else(|| std::env::var("PATH").ok())
             .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        search
+        let found: Vec<PathBuf> = search
             .split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(n))
-            .find(|p| p.is_file())
+            .filter(|p| p.is_file())
+            .collect();
+        found
+            .iter()
+            .find(|p| executable_file(p))
+            .or(found.first())
+            .cloned()
     };
     let path = candidate
         .filter(|p| p.exists())
@@ -120,6 +152,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
                 .into(),
         ));
     };
+    check_pass_fds(&p.supervise.pass_fds)?;
     let identity = crate::identity::resolve(loaded, &p.identity)?;
     let keep_caps = crate::capabilities::parse_keep(loaded, &p.capabilities)?;
     if identity.mode == Mode::Rootless && !keep_caps.is_empty() {
@@ -151,6 +184,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
 
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
+    let mut secret_exposure_line = None;
     let mut supervise = p.supervise.clone();
     if p.server.kind != ServerKind::Triton
         && let Some(r) = supervise.ready.as_ref().filter(|r| r.from_server_flags)
@@ -252,6 +286,17 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         extra.bind_tcp.extend(&rw.bind_ports);
         extra.connect_tcp.extend(&rw.connect_ports);
         notes.extend(rw.notes.iter().cloned());
+        if rw.args.iter().any(|a| {
+            a.starts_with("--http-restricted-api=") || a.starts_with("--grpc-restricted-protocol=")
+        }) {
+            let hidepid = proc_hidepid(
+                &std::fs::read_to_string("/proc/self/mountinfo")
+                    .map_err(|e| Error::os("/proc/self/mountinfo", e))?,
+            );
+            let (exposure, warning) = secret_exposure(&hidepid, identity.uid);
+            secret_exposure_line = Some(exposure);
+            warnings.extend(warning);
+        }
         display_tail = rw.redacted_args();
         args = rw.args.iter().map(OsString::from).collect();
     }
@@ -345,7 +390,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         rlimits: rlimits(loaded),
         env,
         exe,
-        argv,
+        argv: Redacted(argv),
         display_argv,
         cwd,
         supervise,
@@ -353,10 +398,98 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         pid_namespace: own_pid_ns,
         warnings,
         notes,
+        secret_exposure: secret_exposure_line,
         c_exe,
-        c_argv,
+        c_argv: Redacted(c_argv),
         c_env,
     })
+}
+
+/// The `hidepid` and `gid` options of the /proc this process sees (the topmost mount on /proc
+/// in /proc/self/mountinfo); `None` when /proc is not hidden (no hidepid, or hidepid=0/off).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hidepid {
+    pub mode: String,
+    pub gid: Option<String>,
+}
+
+pub fn proc_hidepid(mountinfo: &str) -> Option<Hidepid> {
+    let line = mountinfo
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some("/proc"))
+        .last()?;
+    // Fields after " - ": fstype, source, super options (where procfs keeps hidepid).
+    let (_, tail) = line.split_once(" - ")?;
+    let mut t = tail.split_whitespace();
+    if t.next() != Some("proc") {
+        return None;
+    }
+    let opts: Vec<&str> = t.nth(1)?.split(',').collect();
+    let opt = |k: &str| {
+        opts.iter()
+            .find_map(|o| o.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let mode = opt("hidepid").filter(|m| m != "0" && m != "off")?;
+    Some(Hidepid {
+        mode,
+        gid: opt("gid"),
+    })
+}
+
+/// Who can read the server's command line, and the warning when that is every host user.
+/// tritonserver takes the restricted-API secret only in argv; the server's own PID namespace
+/// hides it from the server's side, not from the host's /proc.
+fn secret_exposure(hidepid: &Option<Hidepid>, server_uid: u32) -> (String, Option<String>) {
+    match hidepid {
+        None => (
+            format!(
+                "the restricted-API secret is in the server's argv: EVERY user on this host can \
+                 read it in /proc/<pid>/cmdline (this /proc has no hidepid); fix: \
+                 `mount -o remount,hidepid=invisible /proc` (persist it in /etc/fstab)"
+            ),
+            Some(
+                "the restricted-API secret in the server's argv is readable by every user on \
+                 this host (/proc has no hidepid): run `mount -o remount,hidepid=invisible /proc` \
+                 (and persist it in /etc/fstab)"
+                    .into(),
+            ),
+        ),
+        Some(h) => (
+            format!(
+                "the restricted-API secret is in the server's argv: readable in \
+                 /proc/<pid>/cmdline by root and by processes of uid {server_uid}{} (/proc has \
+                 hidepid={})",
+                h.gid
+                    .as_ref()
+                    .map_or(String::new(), |g| format!(" and of group {g}")),
+                h.mode
+            ),
+            None,
+        ),
+    }
+}
+
+/// Every `pass_fds` entry must be open now, given by whoever started stockade: an fd stockade
+/// opens itself later (its report pipe, its signal pipe) must never reach the server.
+fn check_pass_fds(fds: &[i32]) -> Result<()> {
+    for &fd in fds {
+        if fd < 3 {
+            return Err(Error::PassFd {
+                fd,
+                reason: "fds 0, 1 and 2 always reach the server; list only fds above 2".into(),
+            });
+        }
+        if !crate::sys::fd_is_open(fd) {
+            return Err(Error::PassFd {
+                fd,
+                reason: "not open in stockade at start: the caller must open it (e.g. `3<file` \
+                         in a shell, or systemd's socket activation)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A file the server writes (e.g. Triton's --log-file) must exist for its Landlock rule; create
@@ -382,4 +515,45 @@ fn precreate_file(path: &Path, id: &IdentityPlan) -> Result<()> {
             .map_err(|e| Error::os(format!("chown {}", path.display()), e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The raw argv (which carries Triton's restricted-API secret) never shows in `Debug`: only
+    /// the display copy, which the Triton rewriter redacts, does.
+    #[test]
+    fn plan_debug_does_not_print_the_raw_argv() {
+        let loaded = crate::profile::load("minimal").unwrap();
+        let cmd: Vec<OsString> = ["/bin/true", "--stand-in-for-a-secret"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let plan = build(&loaded, &cmd, true).unwrap();
+        let dbg = format!("{plan:?}");
+        assert_eq!(dbg.matches("--stand-in-for-a-secret").count(), 1, "{dbg}");
+        assert!(dbg.contains("argv: [redacted]") && dbg.contains("c_argv: [redacted]"));
+        assert_eq!(plan.c_argv.len(), 2);
+    }
+
+    #[test]
+    fn hidepid_is_read_from_the_proc_mount() {
+        let host = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+        assert_eq!(proc_hidepid(host), None);
+        let hidden = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                      99 27 0:50 / /proc rw,nosuid - proc proc rw,gid=4,hidepid=invisible\n";
+        assert_eq!(
+            proc_hidepid(hidden),
+            Some(Hidepid {
+                mode: "invisible".into(),
+                gid: Some("4".into())
+            })
+        );
+        let off = "22 27 0:21 / /proc rw - proc proc rw,hidepid=off\n";
+        assert_eq!(proc_hidepid(off), None);
+        let other = "22 27 0:21 / /proc/sys rw - proc proc rw,hidepid=2\n";
+        assert_eq!(proc_hidepid(other), None);
+    }
 }

@@ -68,6 +68,7 @@ struct View<'a> {
     mounts: Option<&'a crate::mounts::MountPlan>,
     warnings: &'a [String],
     notes: &'a [String],
+    secret_exposure: Option<&'a str>,
 }
 
 /// Can this kernel enforce everything the profile asks for, best-effort parts included?
@@ -148,6 +149,7 @@ fn view(plan: &Plan) -> View<'_> {
         mounts: plan.mounts.as_ref(),
         warnings: &plan.warnings,
         notes: &plan.notes,
+        secret_exposure: plan.secret_exposure.as_deref(),
     }
 }
 
@@ -338,6 +340,9 @@ pub fn text(plan: &Plan) -> String {
             r.interval_ms,
             r.timeout_secs
         );
+    }
+    if let Some(e) = v.secret_exposure {
+        let _ = writeln!(o, "secret       {e}");
     }
     for n in v.notes {
         let _ = writeln!(o, "note         {n}");

@@ -48,7 +48,7 @@ pub fn forwarded() -> Vec<i32> {
 /// The parent reduces its own capabilities right after the fork: the child already holds its
 /// copy, so the supervisor is down to `supervisor_keeps` before the server can exec.
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
-    let threads = crate::sys::thread_count();
+    let threads = crate::sys::thread_count().map_err(|e| Error::os("/proc/self/task", e))?;
     if threads != 1 {
         return Err(Error::Internal(format!(
             "{threads} threads before fork; confinement needs a single-threaded launcher"
@@ -56,6 +56,11 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     }
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::os("report pipe", e))?;
+    // Above every passed fd: the server must never inherit the write end (it could forge a
+    // report, and stockade would wait on it with every signal blocked).
+    let min = first_internal_fd(plan);
+    let r = crate::sys::fd_at_least(r, min).map_err(|e| Error::os("report pipe", e))?;
+    let w = crate::sys::fd_at_least(w, min).map_err(|e| Error::os("report pipe", e))?;
     // Block everything across fork so no handler of ours runs in the child.
     let mut during = SigSet::empty();
     nix::sys::signal::sigprocmask(
@@ -94,6 +99,16 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     }
 }
 
+/// The lowest fd number stockade may use for its own fds: above 2 and every `pass_fds` entry.
+pub fn first_internal_fd(plan: &Plan) -> i32 {
+    plan.supervise
+        .pass_fds
+        .iter()
+        .copied()
+        .max()
+        .map_or(3, |m| m.saturating_add(1).max(3))
+}
+
 /// signal-hook's self-pipe: handlers only write a byte, the loop polls the read end.
 pub struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
@@ -102,8 +117,14 @@ pub struct Signals {
 impl Signals {
     /// Handlers for every forwarded signal and SIGCHLD. Call with all signals blocked; unblock
     /// afterwards.
-    pub fn install() -> Result<Signals> {
+    pub fn install(min_fd: i32) -> Result<Signals> {
         let (read, write) = UnixStream::pair().map_err(|e| Error::os("signal pipe", e))?;
+        let above = |s: UnixStream| {
+            crate::sys::fd_at_least(s.into(), min_fd)
+                .map(UnixStream::from)
+                .map_err(|e| Error::os("signal pipe", e))
+        };
+        let (read, write) = (above(read)?, above(write)?);
         read.set_nonblocking(true)
             .and_then(|_| write.set_nonblocking(true))
             .map_err(|e| Error::os("signal pipe", e))?;
@@ -178,6 +199,8 @@ struct Probe {
 struct Instance {
     pid: Pid,
     started: Instant,
+    /// When the server was reaped: its run time ends here, not after the leftover cleanup.
+    exited: Option<Instant>,
     status: Option<WaitStatus>,
     probe: Option<Probe>,
     ready: bool,
@@ -193,6 +216,8 @@ pub struct Supervisor<'a> {
     pid1: bool,
     ready_sent: bool,
     stop: Option<Stop>,
+    /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
+    stop_after_exit: Option<i32>,
     orphans_reaped: u64,
 }
 
@@ -213,7 +238,7 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     }
     let first = spawn(plan, &original_mask)?;
     info!(pid = first.as_raw(), argv = ?plan.display_argv, pid1, "server started");
-    let signals = Signals::install()?;
+    let signals = Signals::install(first_internal_fd(plan))?;
     let mut sup = Supervisor {
         plan,
         original_mask,
@@ -222,6 +247,7 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         pid1,
         ready_sent: false,
         stop: None,
+        stop_after_exit: None,
         orphans_reaped: 0,
     };
     // Our handlers exist now: let pending and future signals in.
@@ -246,6 +272,7 @@ impl Supervisor<'_> {
         Instance {
             pid,
             started: Instant::now(),
+            exited: None,
             status: None,
             ready: probe.is_none(),
             probe,
@@ -271,13 +298,26 @@ impl Supervisor<'_> {
             }
             let failed = code != 0;
             let r = self.plan.supervise.restart.clone();
-            let restartable = failed && r.mode == RestartMode::OnFailure && self.stop.is_none();
+            let restartable = failed
+                && r.mode == RestartMode::OnFailure
+                && self.stop.is_none()
+                && self.stop_after_exit.is_none();
             if !restartable {
+                if let Some(sig) = self.stop_after_exit.filter(|_| failed) {
+                    info!(
+                        sig,
+                        "stop signal during the leftover cleanup: not restarting"
+                    );
+                }
                 return Ok(code);
             }
             // The limit is on consecutive failures: an instance that passed its probe, or ran
             // longer than the longest backoff, was healthy, so a rare crash does not use it up.
-            let ran = inst.started.elapsed();
+            // Its run ends when it was reaped: a slow leftover cleanup is not a healthy run.
+            let ran = inst
+                .exited
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(inst.started);
             if (inst.probe.is_some() && inst.ready)
                 || ran >= Duration::from_millis(r.backoff_max_ms)
             {
@@ -369,6 +409,7 @@ impl Supervisor<'_> {
             // Reap on every wake-up: SIGCHLD coalesces, and waitpid is cheap.
             if let Some(s) = self.reap(Some(inst.pid)) {
                 inst.status = Some(s);
+                inst.exited = Some(Instant::now());
             }
             if let Some(s) = inst.status {
                 return s;
@@ -617,7 +658,8 @@ impl Supervisor<'_> {
         let term_end =
             Instant::now() + Duration::from_millis(self.plan.supervise.leftover_grace_ms);
         while Instant::now() < term_end && (self.has_children() || Self::group_alive(server)) {
-            let _ = self.signals.wait(Some(Duration::from_millis(20)));
+            let sigs = self.signals.wait(Some(Duration::from_millis(20)));
+            self.note_stop_after_exit(&sigs);
             let _ = self.reap(None);
         }
         let kill_end = Instant::now() + Duration::from_secs(5);
@@ -631,7 +673,20 @@ impl Supervisor<'_> {
                 return;
             }
             self.signal_leftovers(server, nix::libc::SIGKILL);
-            let _ = self.signals.wait(Some(Duration::from_millis(10)));
+            let sigs = self.signals.wait(Some(Duration::from_millis(10)));
+            self.note_stop_after_exit(&sigs);
+        }
+    }
+
+    /// Signals read while the server is gone: a stop signal must not be lost (it cancels a
+    /// restart); the others have no server to go to.
+    fn note_stop_after_exit(&mut self, sigs: &[i32]) {
+        for &sig in sigs {
+            if STOP_SIGNALS.contains(&sig) {
+                self.stop_after_exit.get_or_insert(sig);
+            } else if sig != nix::libc::SIGCHLD {
+                debug!(sig, "no server to forward to");
+            }
         }
     }
 }
@@ -680,11 +735,10 @@ pub fn drop_own_capabilities(keep: &CapsHashSet) -> Result<()> {
     let permitted = caps::read(None, CapSet::Permitted).map_err(cap_err("read capabilities"))?;
     let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
     if crate::capabilities::has_setpcap() {
-        for c in caps::all() {
-            if !keep.contains(&c) && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, c).map_err(cap_err("bounding set"))?;
-            }
-        }
+        // By number up to cap_last_cap, including capabilities the caps crate does not know.
+        let keep: Vec<Capability> = keep.iter().copied().collect();
+        crate::capabilities::drop_bounding(&keep)
+            .map_err(|e| Error::os("supervisor bounding set", e))?;
     }
     caps::clear(None, CapSet::Ambient).map_err(cap_err("ambient set"))?;
     caps::clear(None, CapSet::Inheritable).map_err(cap_err("inheritable set"))?;

@@ -77,10 +77,82 @@ pub fn cloexec_range(first: u32, last: u32) -> nix::Result<()> {
     Errno::result(rc).map(drop)
 }
 
-/// Is the calling process single-threaded? (Landlock and seccomp restrict only the calling
-/// thread, and fork from a multi-threaded process may inherit held locks.)
-pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
+/// How many threads the calling process has. (Landlock and seccomp restrict only the calling
+/// thread, and fork from a multi-threaded process may inherit held locks.) An unreadable /proc is
+/// an error, not "one thread": the check must not pass unchecked.
+pub fn thread_count() -> std::io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The OS errno somewhere in an error's source chain (the landlock crate wraps std::io::Error);
+/// EINVAL when there is none. Errno::last() after a library error may be any earlier call's.
+pub fn errno_in(e: &(dyn std::error::Error + 'static)) -> Errno {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(n) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Errno::from_raw(n);
+        }
+        cur = err.source();
+    }
+    Errno::EINVAL
+}
+
+/// Move `fd` to the lowest free number >= `min`, close-on-exec (F_DUPFD_CLOEXEC); the original
+/// number is closed. Keeps stockade's own fds clear of the numbers the profile passes.
+pub fn fd_at_least(fd: std::os::fd::OwnedFd, min: i32) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned this fd, which nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
+
+/// Is `fd` open in this process? (F_GETFD fails with EBADF otherwise.)
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the fd's flags; no memory is passed.
+    let rc = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) };
+    rc != -1
+}
+
+/// PR_CAPBSET_DROP by raw index: the caps crate only knows the capabilities it was built with,
+/// the kernel may have more (up to /proc/sys/kernel/cap_last_cap).
+pub fn capbset_drop(cap: u32) -> nix::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes an integer and no pointer.
+    let rc = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_CAPBSET_DROP,
+            cap as nix::libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// PR_CAPBSET_READ by raw index.
+pub fn capbset_read(cap: u32) -> nix::Result<bool> {
+    // SAFETY: PR_CAPBSET_READ takes an integer and no pointer.
+    let rc = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_CAPBSET_READ,
+            cap as nix::libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(rc).map(|v| v == 1)
 }
 
 /// _exit(2): leave the forked child without running atexit handlers or flushing stdio buffers
@@ -118,4 +190,23 @@ pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: used only in the child just before exec, on fds the profile says are open and
     // inherited; fcntl on a closed fd fails with EBADF, which is reported, not undefined.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_comes_from_the_error_not_from_errno() {
+        let e = landlock::PathFd::new("/nonexistent/stockade-test").unwrap_err();
+        // Set errno to something else first: Errno::last() would report it.
+        Errno::set_raw(nix::libc::EXDEV);
+        assert_eq!(errno_in(&e), Errno::ENOENT);
+        assert_eq!(errno_in(&std::fmt::Error), Errno::EINVAL);
+    }
+
+    #[test]
+    fn thread_count_reads_proc() {
+        assert!(thread_count().is_ok_and(|n| n >= 1));
+    }
 }

@@ -286,14 +286,16 @@ pub fn tokenize(args: &[OsString]) -> Result<Vec<Token>, RewriteError> {
                 return Err(RewriteError::new(
                     "",
                     format!(
-                        "'{arg}': single-dash options do not exist; tritonserver takes long options only (--name=value)"
+                        "'{}': single-dash options do not exist; tritonserver takes long options only (--name=value)",
+                        shown(arg)
                     ),
                 ));
             }
             return Err(RewriteError::new(
                 "",
                 format!(
-                    "unexpected positional argument '{arg}'; tritonserver rejects positional arguments"
+                    "unexpected positional argument '{}'; tritonserver rejects positional arguments",
+                    shown(arg)
                 ),
             ));
         };
@@ -302,7 +304,10 @@ pub fn tokenize(args: &[OsString]) -> Result<Vec<Token>, RewriteError> {
             None => (body, None),
         };
         if name.is_empty() {
-            return Err(RewriteError::new("", format!("'{arg}': empty option name")));
+            return Err(RewriteError::new(
+                "",
+                format!("'{}': empty option name", shown(arg)),
+            ));
         }
         let spec = resolve(name)?;
         let value = if spec.kind == Kind::NoArg {
@@ -330,6 +335,15 @@ pub fn tokenize(args: &[OsString]) -> Result<Vec<Token>, RewriteError> {
         });
     }
     Ok(tokens)
+}
+
+/// An argument as an error message may echo it: everything after the first `=` (or `:`) is
+/// dropped, since a refused argument may carry a secret (`-http-restricted-api=api:key=SECRET`).
+fn shown(arg: &str) -> String {
+    match arg.find(['=', ':']) {
+        Some(i) => format!("{}{}<redacted>", &arg[..i], &arg[i..=i]),
+        None => arg.to_string(),
+    }
 }
 
 fn utf8(arg: &OsString, index: usize) -> Result<&str, RewriteError> {

@@ -430,21 +430,49 @@ fn model_repositories(policy: &Policy, values: &mut Values) -> Result<Vec<PathBu
                 ),
             ));
         }
-        // Model directory names end up in the stub's `bash -c` string too.
+        // Model directory names end up in the stub's `bash -c` string too. A symlink counts as
+        // a model directory (Triton follows it), whatever it points to now: its name is
+        // checked, and so is the name of its target.
         let entries =
             fs::read_dir(&canon).map_err(|e| RewriteError::new(ID, format!("'{raw}': {e}")))?;
-        for entry in entries.flatten() {
+        for entry in entries {
+            let entry = entry.map_err(|e| RewriteError::new(ID, format!("'{raw}': {e}")))?;
             let name = entry.file_name();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir && !name.to_str().is_some_and(grammar::is_safe_word) {
+            let kind = entry
+                .file_type()
+                .map_err(|e| RewriteError::new(ID, format!("'{raw}': {name:?}: {e}")))?;
+            let unsafe_name = |n: &std::ffi::OsStr| !n.to_str().is_some_and(grammar::is_safe_word);
+            if (kind.is_dir() || kind.is_symlink()) && unsafe_name(&name) {
                 return Err(RewriteError::new(
                     ID,
                     format!(
-                        "model directory {:?} in {} must match [A-Za-z0-9._-]+",
+                        "model {} {:?} in {} must match [A-Za-z0-9._-]+",
+                        if kind.is_symlink() {
+                            "symlink"
+                        } else {
+                            "directory"
+                        },
                         name,
                         canon.display()
                     ),
                 ));
+            }
+            if kind.is_symlink() {
+                let target = fs::canonicalize(entry.path()).ok();
+                if let Some(t) = target.as_ref().filter(|t| t.is_dir()) {
+                    if t.file_name().is_some_and(unsafe_name) {
+                        return Err(RewriteError::new(
+                            ID,
+                            format!(
+                                "model symlink {:?} in {} points to {}, whose name must match \
+                                 [A-Za-z0-9._-]+",
+                                name,
+                                canon.display(),
+                                t.display()
+                            ),
+                        ));
+                    }
+                }
             }
         }
         if !out.contains(&canon) {

@@ -128,42 +128,73 @@ fn generate() -> std::io::Result<Secret> {
     Ok(Secret(hex))
 }
 
-/// Writes the secret for the operator: parent directory created 0700, the
-/// file 0600. A temporary file created with O_EXCL and renamed over the target
-/// never follows a planted symlink.
+/// Writes the secret for the operator: parent directory created 0700, the file 0600.
+///
+/// Everything after the directory check works on one directory fd, opened `O_NOFOLLOW`: the
+/// directory must be ours (owner = euid) and 0700, so nobody else can add, swap or read an entry
+/// in it. The file is created `O_EXCL|O_NOFOLLOW` under a random name, then renamed over the
+/// target (which replaces a planted symlink instead of following it).
 fn write_secret_file(path: &Path, secret: &Secret) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let parent = path
         .parent()
         .ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
     if !parent.exists() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(parent)?;
     }
-    let meta = fs::symlink_metadata(parent)?;
-    if !meta.is_dir() || meta.permissions().mode() & 0o022 != 0 {
-        return Err(std::io::Error::other(
-            "parent is not a directory, or is group/world-writable",
-        ));
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(parent)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{e} (the directory must be a real directory, not a symlink)"),
+            )
+        })?;
+    let meta = dir.metadata()?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "the directory must be owned by uid {euid} with mode 0700; it is uid {} mode {:04o}",
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
     }
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("no file name"))?;
-    let tmp = parent.join(format!(
+    let mut random = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let tmp: String = format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    f.write_all(secret.expose().as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::openat(
+        &dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )?;
+    let written = (|| {
+        let mut f = File::from(fd);
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(secret.expose().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        nix::fcntl::renameat(&dir, tmp.as_str(), &dir, name)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    written
 }
