@@ -416,8 +416,7 @@ pub struct Hidepid {
 pub fn proc_hidepid(mountinfo: &str) -> Option<Hidepid> {
     let line = mountinfo
         .lines()
-        .filter(|l| l.split_whitespace().nth(4) == Some("/proc"))
-        .last()?;
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/proc"))?;
     // Fields after " - ": fstype, source, super options (where procfs keeps hidepid).
     let (_, tail) = line.split_once(" - ")?;
     let mut t = tail.split_whitespace();
@@ -443,11 +442,10 @@ pub fn proc_hidepid(mountinfo: &str) -> Option<Hidepid> {
 fn secret_exposure(hidepid: &Option<Hidepid>, server_uid: u32) -> (String, Option<String>) {
     match hidepid {
         None => (
-            format!(
-                "the restricted-API secret is in the server's argv: EVERY user on this host can \
-                 read it in /proc/<pid>/cmdline (this /proc has no hidepid); fix: \
-                 `mount -o remount,hidepid=invisible /proc` (persist it in /etc/fstab)"
-            ),
+            "the restricted-API secret is in the server's argv: EVERY user on this host can \
+             read it in /proc/<pid>/cmdline (this /proc has no hidepid); fix: \
+             `mount -o remount,hidepid=invisible /proc` (persist it in /etc/fstab)"
+                .to_string(),
             Some(
                 "the restricted-API secret in the server's argv is readable by every user on \
                  this host (/proc has no hidepid): run `mount -o remount,hidepid=invisible /proc` \

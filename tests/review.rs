@@ -566,8 +566,7 @@ fn secret_exposure_in_host_proc_is_detected_and_stated() {
     let hidepid_now = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.split_whitespace().nth(4) == Some("/proc"))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/proc"))
         .is_some_and(|l| {
             l.contains("hidepid=") && !l.contains("hidepid=0") && !l.contains("hidepid=off")
         });
