@@ -98,7 +98,13 @@ fn stop_signal_during_leftover_cleanup_prevents_the_restart() {
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
+        let t_term = Instant::now();
         let code = wait_bounded(&mut child, Duration::from_secs(15));
+        println!(
+            "[review] pid_namespace {ns}: TERM 1 s into the cleanup: {} starts, exit {code:?} {:.2} s after the TERM",
+            lines(&count),
+            t_term.elapsed().as_secs_f64()
+        );
         let err = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(
             lines(&count),
@@ -132,8 +138,14 @@ fn max_restarts_is_reached_when_cleanup_outlasts_the_backoff() {
         count.display()
     );
     let log = sb.path("stderr.log");
+    let t0 = Instant::now();
     let mut child = spawn_stockade(&p, &["/bin/sh", "-c", &cmd], &log);
     let code = wait_bounded(&mut child, Duration::from_secs(15));
+    println!(
+        "[review] max_restarts = 2, cleanup 0.8 s > backoff_max 0.3 s: {} starts, exit {code:?} after {:.2} s",
+        lines(&count),
+        t0.elapsed().as_secs_f64()
+    );
     let err = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         (code, lines(&count)),

@@ -1426,6 +1426,27 @@ fn admin_apis_locked_behind_secret() {
         "dry run leaks the secret"
     );
     assert_eq!(after, secret, "--dry-run rewrote the secret file");
+    // The secret is in the host's /proc (no hidepid here): uid 1 reads it, and stockade says so
+    // in the dry run and at start, with the fix (issue 14 item 2).
+    let read = Command::new("setpriv")
+        .args(["--reuid=1", "--regid=1", "--clear-groups", "cat"])
+        .arg(format!("/proc/{}/cmdline", s.server_pid))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&read.stdout).contains(&want),
+        "uid 1 cannot read the server's argv: the exposure warning would be wrong"
+    );
+    assert!(
+        d_out
+            .lines()
+            .any(|l| l.starts_with("secret ") && l.contains("EVERY user")),
+        "no secret-exposure line in the dry run:\n{d_out}"
+    );
+    assert!(
+        s.log().contains("hidepid=invisible /proc"),
+        "no hidepid warning at start"
+    );
 
     let took = s.stop_cleanly();
     println!("[admin] SIGTERM -> exit 0 in {:.3} s", took.as_secs_f64());
