@@ -149,9 +149,8 @@ impl Signals {
         let pipe = self.pipe.pending();
         // A SIGPIPE "sent" by ourselves is the kernel's answer to our own write to a broken
         // pipe (the write returns EPIPE, which every writer here handles): not for the server.
-        let me = nix::unistd::getpid().as_raw();
         let sent = pipe
-            .filter(|i| crate::sys::signal_sender(i) != me)
+            .filter(|i| crate::sys::signal_sender(i) != nix::unistd::getpid().as_raw())
             .map(|i| i.si_signo);
         others.chain(sent).collect()
     }
