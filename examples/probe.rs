@@ -5,7 +5,8 @@
 //! truncate FILE, unlink FILE, read FILE, exec PATH, bind PORT, connect PORT,
 //! connect-abstract NAME, kill PID SIG,
 //! ptrace PID, mount, securebits, setuid0, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
-//! fds, nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
+//! fds, cwd, listen-fds (systemd socket activation: print LISTEN_*, then accept one connection
+//! on fd 3 and answer it), nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -122,6 +123,8 @@ fn main() {
             v.sort();
             println!("fds={}", v.join(","));
         })),
+        "cwd" => io(std::env::current_dir().map(|d| println!("cwd={}", d.display()))),
+        "listen-fds" => listen_fds(),
         "nolandlock" => no_landlock(&args[1..]),
         other => {
             eprintln!("probe: unknown op '{other}'");
@@ -172,4 +175,28 @@ fn no_landlock(cmd: &[String]) -> Result<(), Errno> {
         .map(|s| CString::new(s.as_str()).unwrap())
         .collect();
     nix::unistd::execv(&c[0], &c).map(drop)
+}
+
+/// sd_listen_fds(3) from the server's side: print what it sees, then serve one connection on
+/// the first passed fd with `pid=<own pid> listen_pid=<LISTEN_PID>`.
+fn listen_fds() -> Result<(), Errno> {
+    use std::os::fd::FromRawFd;
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "-".into());
+    let pid = std::process::id();
+    println!(
+        "pid={pid} LISTEN_PID={} LISTEN_FDS={} LISTEN_FDNAMES={}",
+        var("LISTEN_PID"),
+        var("LISTEN_FDS"),
+        var("LISTEN_FDNAMES")
+    );
+    let _ = std::io::stdout().flush();
+    // SAFETY: F_GETFD reads no memory.
+    raw(unsafe { nix::libc::fcntl(3, nix::libc::F_GETFD) }.into())?;
+    // SAFETY: fd 3 is open (above) and the process exits after one connection; ManuallyDrop:
+    // it is not ours to close.
+    let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(3) });
+    let (mut conn, _) = listener
+        .accept()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    io(writeln!(conn, "pid={pid} listen_pid={}", var("LISTEN_PID")))
 }

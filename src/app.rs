@@ -12,7 +12,7 @@ pub fn run(cli: &Cli, original_mask: SigSet) -> Result<u8> {
             let desc = crate::profile::parse(name, name, src)
                 .map(|l| l.profile.description)
                 .unwrap_or_default();
-            println!("{name:<16} {desc}");
+            out(&format!("{name:<16} {desc}\n"));
         }
         return Ok(0);
     }
@@ -21,7 +21,7 @@ pub fn run(cli: &Cli, original_mask: SigSet) -> Result<u8> {
             name: name.clone(),
             known: crate::profile::builtin_names(),
         })?;
-        print!("{src}");
+        out(src);
         return Ok(0);
     }
     let spec = cli
@@ -32,8 +32,8 @@ pub fn run(cli: &Cli, original_mask: SigSet) -> Result<u8> {
     let mut plan = crate::plan::build(&loaded, &cli.command, cli.dry_run)?;
     if cli.dry_run {
         match cli.format {
-            Format::Text => print!("{}", crate::render::text(&plan)),
-            Format::Json => println!("{}", crate::render::json(&plan)),
+            Format::Text => out(&crate::render::text(&plan)),
+            Format::Json => out(&format!("{}\n", crate::render::json(&plan))),
         }
         return Ok(if crate::render::fully_enforceable(&plan) {
             0
@@ -61,5 +61,31 @@ pub fn run(cli: &Cli, original_mask: SigSet) -> Result<u8> {
         seccomp_allowed = plan.seccomp.allowed.len(),
         "confinement plan"
     );
-    crate::supervisor::run(&mut plan, original_mask)
+    let from = if loaded.profile.server.cwd.is_some() {
+        "the profile's server.cwd"
+    } else {
+        "the directory stockade was started in; set server.cwd to choose another"
+    };
+    let (uid, cwd) = (plan.identity.uid, plan.cwd.clone());
+    crate::supervisor::run(&mut plan, original_mask).map_err(|e| match e {
+        Error::Confine {
+            step: crate::report::Step::Chdir,
+            errno,
+        } => Error::os(
+            format!(
+                "confinement step 'chdir': the server (uid {uid}) cannot enter {} ({from})",
+                cwd.display()
+            ),
+            errno,
+        ),
+        e => e,
+    })
+}
+
+/// Write to stdout; a reader that went away (`stockade --dry-run | head -1`) ends the output,
+/// it is not an error and must not panic (print! would).
+fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
 }

@@ -4,6 +4,7 @@
 //!
 //! The order is minijail's, and each step says why it sits where it does.
 
+use std::ffi::{CStr, CString};
 use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
@@ -55,25 +56,32 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         let _ = nix::unistd::tcsetpgrp(&stdin, nix::unistd::getpid());
     }
 
-    // 2. Default dispositions for everything the parent may have set (Rust ignores SIGPIPE; the
-    //    supervisor's handlers would write into its self-pipe), then the mask stockade started
-    //    with: both survive execve otherwise.
+    // 2. Dispositions as tini leaves them: what stockade's parent ignored (nohup, a shell's
+    //    `trap '' HUP`, recorded before Rust's runtime ignored SIGPIPE) stays ignored, everything
+    //    else is the default (the supervisor's handlers would write into its self-pipe). Then the
+    //    mask stockade started with: both survive execve otherwise.
+    let inherit = |sig: i32| {
+        let _ = if crate::sys::ignored_at_start(sig) {
+            crate::sys::ignore_disposition(sig)
+        } else {
+            crate::sys::default_disposition(sig)
+        };
+    };
     for sig in Signal::iterator() {
         if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            let _ = crate::sys::default_disposition(sig as i32);
+            inherit(sig as i32);
         }
     }
-    for sig in crate::sys::rt_signals() {
-        let _ = crate::sys::default_disposition(sig);
-    }
+    crate::sys::rt_signals().for_each(inherit);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .map_err(at(Step::Signals))?;
 
-    // 3. Only 0, 1, 2 and the profile's pass_fds reach the server.
+    // 3. Only 0, 1, 2, the profile's pass_fds and socket-activation fds reach the server.
     crate::sys::cloexec_range(3, u32::MAX).map_err(at(Step::Fds))?;
-    for fd in &plan.supervise.pass_fds {
+    let listen = 3..3 + plan.env.listen_fds;
+    for fd in plan.supervise.pass_fds.iter().copied().chain(listen) {
         nix::fcntl::fcntl(
-            crate::sys::borrow_fd(*fd),
+            crate::sys::borrow_fd(fd),
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         )
         .map_err(at(Step::Fds))?;
@@ -165,9 +173,45 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
     //     server.
     crate::seccomp_policy::install(&plan.seccomp).map_err(|e| (Step::Seccomp, e))?;
 
-    // 16. exec, by absolute path, with the planned environment only.
-    let e = nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err();
+    // 16. exec, by absolute path, with the planned environment only (plus LISTEN_PID, which
+    //     only the child knows: formatted on the stack; the launcher is single-threaded, so the
+    //     one Vec of pointers here is as safe as the ones nix's execve allocates).
+    let mut buf = [0u8; 32];
+    let e = if plan.env.listen_fds > 0 {
+        let listen_pid = listen_pid_entry(&mut buf, nix::unistd::getpid().as_raw());
+        let env: Vec<&CStr> = plan
+            .c_env
+            .iter()
+            .map(CString::as_c_str)
+            .chain([listen_pid])
+            .collect();
+        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &env).err()
+    } else {
+        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err()
+    };
     Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
+}
+
+/// `LISTEN_PID=<pid>` in `buf`, without allocating.
+fn listen_pid_entry(buf: &mut [u8; 32], pid: i32) -> &CStr {
+    const KEY: &[u8] = b"LISTEN_PID=";
+    buf[..KEY.len()].copy_from_slice(KEY);
+    let mut digits = [0u8; 10];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[KEY.len() + i] = *d;
+    }
+    buf[KEY.len() + len] = 0;
+    CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"LISTEN_PID=")
 }
 
 fn verify_identity(plan: &Plan, root: bool, bounding_checked: bool) -> Result<(), ()> {
@@ -188,5 +232,24 @@ fn verify_identity(plan: &Plan, root: bool, bounding_checked: bool) -> Result<()
         Ok(())
     } else {
         Err(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_pid_entry_formats_the_pid() {
+        let mut buf = [0u8; 32];
+        for (pid, want) in [
+            (1, "LISTEN_PID=1"),
+            (2, "LISTEN_PID=2"),
+            (4194304, "LISTEN_PID=4194304"),
+        ] {
+            assert_eq!(super::listen_pid_entry(&mut buf, pid).to_str(), Ok(want));
+        }
+        assert_eq!(
+            super::listen_pid_entry(&mut buf, i32::MAX).to_str(),
+            Ok("LISTEN_PID=2147483647")
+        );
     }
 }

@@ -6,6 +6,19 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, SigmaskHow};
 
 fn main() -> ExitCode {
+    // The dispositions stockade's parent left were recorded by an ELF constructor before Rust's
+    // runtime ran (src/sys.rs): ignored ones stay ignored for the server, as under tini. Should
+    // the constructor not have run, record now; SIGPIPE's original is then unknown (the runtime
+    // ignored it) and the server gets the default.
+    if stockade::sys::record_ignored_at_start() {
+        stockade::sys::forget_ignored_at_start(nix::libc::SIGPIPE);
+    }
+    // An ignored SIGCHLD makes the kernel reap our children itself, so the server's exit status
+    // would be lost: stockade and the server get the default (a deliberate deviation).
+    if stockade::sys::ignored_at_start(nix::libc::SIGCHLD) {
+        let _ = stockade::sys::default_disposition(nix::libc::SIGCHLD);
+        stockade::sys::forget_ignored_at_start(nix::libc::SIGCHLD);
+    }
     // Block every signal before anything else: one that arrives before the supervisor's handlers
     // exist stays pending instead of being lost (or ignored, as PID 1 of a namespace would).
     let mut original = SigSet::empty();
@@ -22,10 +35,10 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            eprintln!(
+            say(&format!(
                 "stockade: usage: {} (see stockade --help)",
                 one_line(&e.to_string())
-            );
+            ));
             return ExitCode::from(stockade::error::code::USAGE);
         }
     };
@@ -33,10 +46,17 @@ fn main() -> ExitCode {
     match stockade::app::run(&cli, original) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("stockade: {e}");
+            say(&format!("stockade: {e}"));
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// One line to stderr. A closed or broken stderr is not an error of the run: eprintln! would
+/// panic on EPIPE (SIGPIPE is ignored or caught, so the write returns EPIPE instead of killing).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// clap's message without its usage block and tips, on one line.
@@ -59,5 +79,8 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
+        // Its report of a failed write (a closed or broken stderr) is an eprintln!, which
+        // panics on that same stderr: a log line must never end the supervisor.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -179,7 +179,16 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
             }
             path
         }
-        None => PathBuf::from("/"),
+        // Like tini and every peer: the directory stockade was started in (a Dockerfile's
+        // WORKDIR, systemd's WorkingDirectory=). The child enters it by path as the server's
+        // user, after the mounts: one it cannot enter fails loudly at the chdir step.
+        None => std::env::current_dir().map_err(|e| {
+            Error::os(
+                "the directory stockade was started in (the server's working directory when the \
+                 profile sets no server.cwd)",
+                e,
+            )
+        })?,
     };
 
     let mut warnings = Vec::new();

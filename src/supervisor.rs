@@ -17,7 +17,7 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::iterator::backend::SignalDelivery;
-use signal_hook::iterator::exfiltrator::SignalOnly;
+use signal_hook::iterator::exfiltrator::{SignalOnly, WithRawSiginfo};
 use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
@@ -30,14 +30,16 @@ use crate::ready::HttpGet;
 /// Signals that start a graceful stop (and its grace period).
 const STOP_SIGNALS: &[i32] = &[nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGQUIT];
 
-/// Everything catchable except SIGCHLD (ours), SIGPIPE (our own log writes to a closed stderr
-/// would raise it and kill the server) and the synchronous faults (SIGSEGV, SIGBUS, SIGFPE,
-/// SIGILL, SIGTRAP, SIGSYS, SIGABRT: they are about stockade's own code).
+/// Everything catchable except SIGCHLD (ours) and the synchronous faults (SIGSEGV, SIGBUS,
+/// SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT: they are about stockade's own code). SIGPIPE only
+/// when another process sent it: the kernel's SIGPIPE for our own write to a closed pipe (a
+/// closed stderr) is dropped, and the write sees EPIPE (`Signals::pending`).
 pub fn forwarded() -> Vec<i32> {
     use nix::libc::*;
     let mut v = vec![
         SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGSTKFLT, SIGCONT, SIGTSTP,
         SIGTTIN, SIGTTOU, SIGURG, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR,
+        SIGPIPE,
     ];
     v.extend(crate::sys::rt_signals());
     v
@@ -112,6 +114,8 @@ pub fn first_internal_fd(plan: &Plan) -> i32 {
 /// signal-hook's self-pipe: handlers only write a byte, the loop polls the read end.
 pub struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
+    /// SIGPIPE alone, with its siginfo (the sender), over the same pipe.
+    pipe: SignalDelivery<UnixStream, WithRawSiginfo>,
 }
 
 impl Signals {
@@ -128,11 +132,23 @@ impl Signals {
         read.set_nonblocking(true)
             .and_then(|_| write.set_nonblocking(true))
             .map_err(|e| Error::os("signal pipe", e))?;
+        let pipe_ends = read
+            .try_clone()
+            .and_then(|r| Ok((r, write.try_clone()?)))
+            .map_err(|e| Error::os("signal pipe", e))?;
         let mut sigs = forwarded();
+        sigs.retain(|s| *s != nix::libc::SIGPIPE);
         sigs.push(nix::libc::SIGCHLD);
         let delivery = SignalDelivery::with_pipe(read, write, SignalOnly, sigs)
             .map_err(|e| Error::os("installing signal handlers", e))?;
-        Ok(Signals { delivery })
+        let pipe = SignalDelivery::with_pipe(
+            pipe_ends.0,
+            pipe_ends.1,
+            WithRawSiginfo,
+            [nix::libc::SIGPIPE],
+        )
+        .map_err(|e| Error::os("installing signal handlers", e))?;
+        Ok(Signals { delivery, pipe })
     }
 
     pub fn fd(&self) -> i32 {
@@ -147,8 +163,17 @@ impl Signals {
         self.pending()
     }
 
+    /// The signals that arrived. Both deliveries drain the pipe before either is read, so a
+    /// wake-up byte is never consumed for a signal that is then not reported.
     pub fn pending(&mut self) -> Vec<i32> {
-        self.delivery.pending().collect()
+        let others = self.delivery.pending();
+        let pipe = self.pipe.pending();
+        // A SIGPIPE "sent" by ourselves is the kernel's answer to our own write to a broken
+        // pipe (the write returns EPIPE, which every writer here handles): not for the server.
+        let sent = pipe
+            .filter(|i| crate::sys::signal_sender(i) != nix::unistd::getpid().as_raw())
+            .map(|i| i.si_signo);
+        others.chain(sent).collect()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The only module with `unsafe`: calls that nix, caps, landlock and seccompiler do not wrap.
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use nix::errno::Errno;
 use nix::unistd::ForkResult;
 
@@ -185,6 +187,79 @@ pub fn default_disposition(sig: i32) -> nix::Result<()> {
     }
 }
 
+/// Set one signal's disposition to SIG_IGN (raw number).
+pub fn ignore_disposition(sig: i32) -> nix::Result<()> {
+    // SAFETY: SIG_IGN installs no handler function, so no Rust code can run in signal context.
+    let prev = unsafe { nix::libc::signal(sig, nix::libc::SIG_IGN) };
+    if prev == nix::libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Bit `n - 1` set: signal `n` was SIG_IGN when stockade's process started.
+static IGNORED_AT_START: AtomicU64 = AtomicU64::new(0);
+static RECORDED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Runs from `.init_array`, before Rust's runtime sets SIGPIPE to SIG_IGN (and installs its
+/// SIGSEGV/SIGBUS handlers): the only point where the dispositions stockade's parent left are
+/// still visible. glibc and musl both run these constructors before `main`.
+// SAFETY: the constructor only queries dispositions with sigaction(2) and stores atomics: no
+// allocation, no std runtime state, nothing that can panic.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_AT_START: extern "C" fn() = record_at_start;
+
+extern "C" fn record_at_start() {
+    record_ignored_at_start();
+}
+
+/// Record which signals are ignored now (see `RECORD_AT_START`; `main` calls it again only if
+/// the constructor did not run). Returns false if it had already been recorded.
+pub fn record_ignored_at_start() -> bool {
+    if RECORDED_AT_START.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    let mut bits = 0u64;
+    for sig in 1..=64 {
+        let mut old = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+        // SAFETY: a NULL new action only queries; `old` is a valid, writable sigaction.
+        let rc = unsafe { nix::libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
+        if rc == 0 {
+            // SAFETY: sigaction returned 0, so it filled `old` (zeroed before anyway).
+            let old = unsafe { old.assume_init() };
+            if old.sa_sigaction == nix::libc::SIG_IGN {
+                bits |= 1 << (sig - 1);
+            }
+        }
+    }
+    IGNORED_AT_START.store(bits, Ordering::SeqCst);
+    true
+}
+
+/// Forget one signal's recorded SIG_IGN (when it cannot have been the parent's, or must not
+/// reach the server).
+pub fn forget_ignored_at_start(sig: i32) {
+    if (1..=64).contains(&sig) {
+        IGNORED_AT_START.fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
+    }
+}
+
+/// Was `sig` ignored when stockade started? (Async-signal-safe: an atomic load.)
+pub fn ignored_at_start(sig: i32) -> bool {
+    (1..=64).contains(&sig) && IGNORED_AT_START.load(Ordering::SeqCst) & (1 << (sig - 1)) != 0
+}
+
+/// The sending process of a signal (si_pid), as seen from our PID namespace: 0 when the sender
+/// is outside it. Meaningful for SI_USER/SI_QUEUE/SI_TKILL signals, which SIGPIPE from kill(2)
+/// and from a write to a broken pipe both are.
+pub fn signal_sender(info: &nix::libc::siginfo_t) -> i32 {
+    // SAFETY: si_pid reads the union member every kill-style and kernel-sent SIGPIPE fills;
+    // signal-hook hands us a copy of the kernel's siginfo_t.
+    unsafe { info.si_pid() }
+}
+
 /// Borrow a raw fd the profile names in `pass_fds`.
 pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: used only in the child just before exec, on fds the profile says are open and
@@ -208,5 +283,13 @@ mod tests {
     #[test]
     fn thread_count_reads_proc() {
         assert!(thread_count().is_ok_and(|n| n >= 1));
+    }
+
+    #[test]
+    fn dispositions_were_recorded_before_main() {
+        // The `.init_array` constructor ran before the test harness's main: a second record is
+        // refused, and SIGPIPE, which Rust's runtime ignores, was not ignored before it.
+        assert!(!super::record_ignored_at_start());
+        assert!(!super::ignored_at_start(nix::libc::SIGPIPE));
     }
 }
