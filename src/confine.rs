@@ -143,8 +143,14 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         return Err((Step::ParentDeath, Errno::ESRCH));
     }
 
-    // 12. chdir as the target user, so an untraversable directory fails here, loudly.
-    nix::unistd::chdir(&plan.cwd).map_err(at(Step::Chdir))?;
+    // 12. chdir as the target user, so a profile's directory the server cannot enter fails
+    //     here, loudly; stockade's own directory falls back to `/` (the plan warned).
+    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
+        if !plan.cwd_inherited {
+            return Err((Step::Chdir, e));
+        }
+        nix::unistd::chdir("/").map_err(at(Step::Chdir))?;
+    }
 
     // 13. no_new_privs: required by Landlock and seccomp, and no exec may gain privileges.
     nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivs))?;

@@ -58,6 +58,9 @@ pub struct Plan {
     pub argv: Redacted<Vec<OsString>>,
     pub display_argv: Vec<String>,
     pub cwd: PathBuf,
+    /// `cwd` is stockade's own (no `server.cwd`): the child falls back to `/` if it cannot
+    /// enter it, where a profile's directory is an error.
+    pub cwd_inherited: bool,
     pub supervise: SuperviseSection,
     pub mounts: Option<crate::mounts::MountPlan>,
     /// Supervise from PID 1 of a new PID namespace (decided once, here: the mounts depend on it).
@@ -181,7 +184,8 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         }
         // Like tini and every peer: the directory stockade was started in (a Dockerfile's
         // WORKDIR, systemd's WorkingDirectory=). The child enters it by path as the server's
-        // user, after the mounts: one it cannot enter fails loudly at the chdir step.
+        // user, after the mounts; when it cannot (an operator's 0700 home, a directory outside
+        // the server's filesystem view) it starts in `/` instead, with a warning below.
         None => std::env::current_dir().map_err(|e| {
             Error::os(
                 "the directory stockade was started in (the server's working directory when the \
@@ -190,9 +194,18 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
             )
         })?,
     };
+    let cwd_inherited = p.server.cwd.is_none();
 
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
+    if cwd_inherited && !traversable(&cwd, &identity) {
+        warnings.push(format!(
+            "the server (uid {}) cannot enter {}, the directory stockade was started in: it \
+             starts in / (set server.cwd to choose another directory)",
+            identity.uid,
+            cwd.display()
+        ));
+    }
     let mut secret_exposure_line = None;
     let mut supervise = p.supervise.clone();
     if p.server.kind != ServerKind::Triton
@@ -402,6 +415,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         argv: Redacted(argv),
         display_argv,
         cwd,
+        cwd_inherited,
         supervise,
         mounts,
         pid_namespace: own_pid_ns,
@@ -563,4 +577,22 @@ mod tests {
         let other = "22 27 0:21 / /proc/sys rw - proc proc rw,hidepid=2\n";
         assert_eq!(proc_hidepid(other), None);
     }
+}
+
+/// Can the server's ids search every directory on the way to `dir`, by mode bits? (A
+/// prediction for the warning; the child's chdir is what decides.)
+fn traversable(dir: &Path, id: &IdentityPlan) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().all(|d| {
+        std::fs::metadata(d).is_ok_and(|m| {
+            let mode = m.mode();
+            if m.uid() == id.uid {
+                mode & 0o100 != 0
+            } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        })
+    })
 }

@@ -289,25 +289,45 @@ fn builtin_profile_honours_the_workdir() {
     }
 }
 
-/// A working directory the server's uid cannot enter fails at the chdir step, naming it, with
-/// stockade's code 71, before the server runs.
+/// stockade's own directory that the server's uid cannot enter (an operator's 0700 home) is not
+/// a reason to refuse: the server starts in `/`, and stockade says so.
 #[test]
-fn a_directory_the_server_cannot_enter_fails_loudly() {
+fn an_inherited_directory_the_server_cannot_enter_falls_back_to_root() {
+    let fx = Fx::new();
+    let closed = fx.path("closed");
+    for mode in ALL {
+        let p = fx.profile(mode, "", "");
+        let mut c = command(mode, p.to_str().unwrap(), &[&fx.probe(), "cwd"], &[]);
+        c.current_dir(&closed);
+        let (st, out, err) = run(c, mode);
+        assert_eq!(st.code(), Some(0), "{mode:?}: {out} {err}");
+        assert_eq!(out.trim(), "cwd=/\nok", "{mode:?}: {err}");
+        let want = format!(
+            "the server (uid 65534) cannot enter {}, the directory stockade was started in: it \
+             starts in /",
+            closed.display()
+        );
+        assert!(err.contains(&want), "{mode:?}: {err}");
+    }
+}
+
+/// A profile's `server.cwd` the server's uid cannot enter fails at the chdir step, naming it,
+/// with stockade's code 71, before the server runs.
+#[test]
+fn a_profile_directory_the_server_cannot_enter_fails_loudly() {
     let fx = Fx::new();
     let closed = fx.path("closed");
     let marker = fx.path("scratch/ran");
     for mode in ALL {
-        let p = fx.profile(mode, "", "");
+        let cwd = format!("cwd = \"{}\"", closed.display());
+        let p = fx.profile(mode, &cwd, "");
         let argv = [fx.probe(), "create".into(), marker.display().to_string()];
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut c = command(mode, p.to_str().unwrap(), &argv, &[]);
-        c.current_dir(&closed);
+        let c = command(mode, p.to_str().unwrap(), &argv, &[]);
         let (st, out, err) = run(c, mode);
         assert_eq!(st.code(), Some(71), "{mode:?}: {out} {err}");
         let want = format!(
-            "stockade: confinement step 'chdir': the server (uid 65534) cannot enter {} (the \
-             directory stockade was started in; set server.cwd to choose another): Permission \
-             denied",
+            "stockade: confinement step 'chdir': the server (uid 65534) cannot enter {}",
             closed.display()
         );
         assert!(err.contains(&want), "{mode:?}: {err}");
