@@ -42,11 +42,7 @@ fn existing_dir(loaded: &Loaded, p: &toml::Spanned<String>) -> Result<PathBuf> {
 }
 
 /// The section as asked for, checked (absolute, existing directories, sizes); no fresh /proc yet.
-pub fn request(
-    loaded: &Loaded,
-    s: &MountsSection,
-    repositories: &[PathBuf],
-) -> Result<MountPlan> {
+pub fn request(loaded: &Loaded, s: &MountsSection, repositories: &[PathBuf]) -> Result<MountPlan> {
     let mut tmpfs = Vec::new();
     for t in &s.tmpfs {
         if t.size_mb == 0 {
@@ -124,7 +120,11 @@ impl MountPlan {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.tmpfs.is_empty() {
-            let t: Vec<String> = self.tmpfs.iter().map(|(p, _)| p.display().to_string()).collect();
+            let t: Vec<String> = self
+                .tmpfs
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
             parts.push(format!("private tmpfs {}", t.join(", ")));
         }
         if !self.read_only_noexec.is_empty() {

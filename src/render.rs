@@ -174,7 +174,9 @@ fn provisions(plan: &Plan) -> Vec<Provision> {
     let in_container = a.runtime.is_some() || a.pid1;
     let runtime = format!(
         "runtime ({})",
-        a.runtime.as_deref().unwrap_or("container, stockade is PID 1")
+        a.runtime
+            .as_deref()
+            .unwrap_or("container, stockade is PID 1")
     );
     let mut out = Vec::new();
     let mut row = |protection: String, by: String, instead: Option<String>| {
@@ -189,7 +191,11 @@ fn provisions(plan: &Plan) -> Vec<Provision> {
     for (path, mb) in requested.map_or(&[][..], |m| &m.tmpfs[..]) {
         let what = format!("private tmpfs {}", path.display());
         if applied.is_some() {
-            row(what, format!("stockade ({mb} MiB, nosuid nodev noexec)"), None);
+            row(
+                what,
+                format!("stockade ({mb} MiB, nosuid nodev noexec)"),
+                None,
+            );
             continue;
         }
         let own = crate::ability::mount_is_own(path);
@@ -226,7 +232,9 @@ fn provisions(plan: &Plan) -> Vec<Provision> {
         let noexec = crate::ability::mount_has(path, "noexec") == Some(true);
         let state = match (ro, noexec) {
             (true, true) => "a read-only noexec mount",
-            (true, false) => "a read-only mount, exec allowed (a model's library can be mapped executable)",
+            (true, false) => {
+                "a read-only mount, exec allowed (a model's library can be mapped executable)"
+            }
             (false, _) => "NOBODY: writable (Landlock still denies the server writes)",
         };
         let by = if in_container && ro {
