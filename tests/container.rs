@@ -216,8 +216,10 @@ impl Podman {
         // The model repository, mounted read-only at /models.
         let models = dir.path().join("models");
         fs::create_dir(&models).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triton/models/add");
-        copy_tree(&src, &models.join("add"));
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triton/models");
+        for m in ["add", "probe"] {
+            copy_tree(&fixtures.join(m), &models.join(m));
+        }
 
         let (entrypoint, cmd) = dockerfile_entrypoint_and_cmd();
         let mut p = Podman {
@@ -548,6 +550,44 @@ fn triton_in_container(mode: &[&str], want: Expect) {
         );
     }
 
+    // From inside (the `probe` model plays a compromised server): Landlock and the mounts hold.
+    // As uid 1000 /run/stockade is the server's own directory: only Landlock refuses the secret.
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triton/client.py");
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = |op: &str, arg: &str| {
+        let o = common::run(
+            Command::new(&h.triton_python)
+                .arg(&client)
+                .args(["http-probe", &url, op, arg]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "probe {op} {arg}: {}",
+            common::stderr(&o)
+        );
+        common::stdout(&o)
+    };
+    for (op, arg, want) in [
+        ("read", "/run/stockade/triton-admin.secret", "errno=EACCES"),
+        (
+            "copy_exec",
+            "/bin/true:/tmp/stockade-probe-true",
+            "errno=EACCES",
+        ),
+        ("kill", "1:TERM", "errno=EPERM"),
+        ("read", "/models/add/config.pbtxt", "ok"),
+        ("exec", "/bin/true", "ok"),
+    ] {
+        assert_eq!(probe(op, arg), want, "{op} {arg} in {mode:?}");
+    }
+    let w = probe("write", "/models/add/planted.py");
+    assert!(
+        w == "errno=EROFS" || w == "errno=EACCES",
+        "write /models: {w}"
+    );
+
     // Admin APIs: refused without the secret, allowed with it (read from the container's
     // /run/stockade through the host's /proc).
     for (method, path) in [
@@ -647,6 +687,40 @@ fn triton_container_with_cap_sys_admin_applies_private_mounts() {
             uid: 65534,
             empty_bounding: true,
             private_mounts: true,
+        },
+    );
+}
+
+/// packaging/container/README.md's run line: root start with only the four capabilities stockade
+/// needs to change ids (the Kubernetes "baseline" alternative), read-only root, no-new-privileges.
+#[test]
+fn triton_readme_run_line_root_with_four_capabilities() {
+    triton_in_container(
+        &[
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,nosuid,nodev,noexec,size=256m",
+            "--tmpfs",
+            "/run",
+            "--shm-size",
+            "1g",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "SETUID",
+            "--cap-add",
+            "SETGID",
+            "--cap-add",
+            "SETPCAP",
+            "--cap-add",
+            "KILL",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        Expect {
+            uid: 65534,
+            empty_bounding: true,
+            private_mounts: false,
         },
     );
 }
