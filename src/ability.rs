@@ -91,6 +91,19 @@ pub struct Wanted<'a> {
 }
 
 pub fn assess(want: &Wanted) -> Result<Ability> {
+    let t0 = std::time::Instant::now();
+    let a = assess_inner(want)?;
+    debug!(
+        micros = t0.elapsed().as_micros() as u64,
+        probed = a.probed,
+        mounts = ?a.mounts,
+        pid_namespace = ?a.pid_namespace,
+        "namespaces assessed"
+    );
+    Ok(a)
+}
+
+fn assess_inner(want: &Wanted) -> Result<Ability> {
     let cap_sys_admin = caps::has_cap(
         None,
         caps::CapSet::Effective,
@@ -119,13 +132,7 @@ pub fn assess(want: &Wanted) -> Result<Ability> {
         return Ok(a);
     }
     a.probed = true;
-    let t0 = std::time::Instant::now();
     let refused = probe(want)?;
-    debug!(
-        micros = t0.elapsed().as_micros() as u64,
-        ?refused,
-        "namespace probe"
-    );
     if let Some((step, errno)) = refused {
         let call = STEPS.get(usize::from(step)).copied().unwrap_or("unshare");
         let b = Blocked::Refused { call, errno };

@@ -524,8 +524,7 @@ fn triton_in_container(mode: &[&str], want: Expect) {
     let line = |mp: &str| {
         mountinfo
             .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(mp))
-            .last()
+            .rfind(|l| l.split(' ').nth(4) == Some(mp))
             .map(str::to_string)
     };
     let tmp = line("/tmp");
