@@ -323,11 +323,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mount_has_reads_proc_mounts() {
-        // /proc is mounted nosuid,nodev,noexec on every Linux system.
-        assert_eq!(mount_has(Path::new("/proc/self"), "noexec"), Some(true));
-        assert_eq!(mount_has(Path::new("/proc"), "noexec"), Some(true));
+    fn covering_mount_takes_the_longest_mountpoint_prefix() {
+        let mp = |p: &str| covering_mount(Path::new(p)).map(|(m, _)| m);
+        assert_eq!(mp("/proc/self/status").as_deref(), Some("/proc"));
+        assert_eq!(mp("/proc").as_deref(), Some("/proc"));
+        // A name that merely starts with a mountpoint is not below it.
+        assert_ne!(mp("/procx").as_deref(), Some("/proc"));
         assert!(mount_is_own(Path::new("/proc")));
         assert!(!mount_is_own(Path::new("/proc/self")));
+        let (_, opts) = covering_mount(Path::new("/proc")).unwrap();
+        let first = opts.split(',').next().unwrap();
+        assert_eq!(mount_has(Path::new("/proc/self"), first), Some(true));
+        assert_eq!(mount_has(Path::new("/proc/self"), "no-such-option"), Some(false));
     }
 }
