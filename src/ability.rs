@@ -251,13 +251,15 @@ fn probe_child(want: &Wanted) -> std::result::Result<(), (u8, Errno)> {
 
 /// `Seccomp:` of /proc/self/status: 0 none, 1 strict, 2 filter.
 fn seccomp_mode() -> u8 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Seccomp:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
+    // One large read: read_to_string's small first reads make procfs format the file repeatedly.
+    let mut buf = vec![0u8; 8192];
+    let n = std::fs::File::open("/proc/self/status")
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .and_then(|v| v.trim().parse().ok())
         // Unreadable: assume a filter, so the probe decides.
         .unwrap_or(2)
 }
@@ -334,6 +336,9 @@ mod tests {
         let (_, opts) = covering_mount(Path::new("/proc")).unwrap();
         let first = opts.split(',').next().unwrap();
         assert_eq!(mount_has(Path::new("/proc/self"), first), Some(true));
-        assert_eq!(mount_has(Path::new("/proc/self"), "no-such-option"), Some(false));
+        assert_eq!(
+            mount_has(Path::new("/proc/self"), "no-such-option"),
+            Some(false)
+        );
     }
 }
