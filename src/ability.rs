@@ -267,12 +267,14 @@ fn seccomp_mode() -> u8 {
 /// Under an AppArmor profile other than `unconfined`, or SELinux in enforcing mode: the probe
 /// decides, since either may deny mount to a process holding CAP_SYS_ADMIN.
 fn lsm_confined() -> bool {
-    let apparmor = std::fs::read_to_string("/proc/self/attr/apparmor/current")
+    // Kernels before 5.8 have only the shared attr/current (AppArmor profile or SELinux context).
+    let label = std::fs::read_to_string("/proc/self/attr/apparmor/current")
+        .or_else(|_| std::fs::read_to_string("/proc/self/attr/current"))
         .map(|s| s.trim().trim_end_matches('\0').to_string())
         .unwrap_or_default();
-    let apparmor = !apparmor.is_empty() && apparmor != "unconfined";
+    let labelled = !label.is_empty() && label != "unconfined";
     let selinux = std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok_and(|s| s.trim() == "1");
-    apparmor || selinux
+    labelled || selinux
 }
 
 /// The container runtime, from the marks runtimes leave: podman's /run/.containerenv, Kubernetes'
