@@ -856,6 +856,32 @@ when_unprivileged = "{when}"
         assert_eq!(run.status.code(), Some(code), "{what}: {err}\n{out}");
         assert_ne!(run.status.code(), Some(71), "{what}");
         let dry_text = common::stdout(&dry);
+        if what == "SYS_ADMIN, seccomp refuses unshare, warn" {
+            let json = p.run_stockade(
+                &m,
+                &[
+                    "--profile",
+                    &prof,
+                    "--dry-run",
+                    "--format",
+                    "json",
+                    "--",
+                    "/bin/id",
+                ],
+            );
+            let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+            let ns = &v["namespaces"];
+            assert_eq!(ns["cap_sys_admin"], true, "{v}");
+            assert_eq!(ns["probed"], true, "{v}");
+            assert_eq!(ns["seccomp_filtered"], true, "{v}");
+            assert_eq!(ns["pid1"], true, "{v}");
+            assert_eq!(ns["runtime"], "podman", "{v}");
+            assert_eq!(
+                ns["mounts"]["refused"]["call"], "unshare(CLONE_NEWNS)",
+                "{v}"
+            );
+            assert_eq!(ns["mounts"]["refused"]["errno"], "EPERM", "{v}");
+        }
         let sys_admin = mode.contains(&"SYS_ADMIN");
         let filtered = mode.contains(&"--security-opt");
         match (code, sys_admin && !filtered) {
@@ -997,6 +1023,24 @@ pid_namespace = "{pidns}"
         "{text}"
     );
     assert!(text.contains("--cap-add SYS_ADMIN"), "{text}");
+
+    let json = setpriv(
+        &profile,
+        &["--dry-run", "--format", "json", "--", "/bin/true"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["namespaces"]["cap_sys_admin"], false, "{v}");
+    assert_eq!(v["namespaces"]["mounts"], "no_capability", "{v}");
+    assert_eq!(v["mounts"], serde_json::Value::Null, "{v}");
+    let tmpfs_row = &v["provided_by"][0];
+    assert_eq!(tmpfs_row["by"], "NOBODY: shared and exec allowed", "{v}");
+    assert!(
+        tmpfs_row["instead"]
+            .as_str()
+            .unwrap()
+            .starts_with("--tmpfs "),
+        "{v}"
+    );
 
     let run = setpriv(
         &profile,
