@@ -11,7 +11,11 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "system packages"
 need=()
-for pkg in util-linux:setpriv tini:tini dumb-init:dumb-init catatonit:catatonit python3-venv:/usr/lib/python3.11/venv/__init__.py; do
+# podman + runc (Debian's): tests/container.rs runs the image in a real runtime (crun refuses
+# hybrid cgroups, so the tests pick runc); uidmap and fuse-overlayfs are podman's recommends that
+# a --no-install-recommends image may lack (the tests use the vfs driver and host network).
+for pkg in util-linux:setpriv tini:tini dumb-init:dumb-init catatonit:catatonit python3-venv:/usr/lib/python3.11/venv/__init__.py \
+           podman:podman runc:runc conmon:conmon file:file; do
   name=${pkg%%:*}; probe=${pkg#*:}
   if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$name"); else command -v "$probe" >/dev/null || need+=("$name"); fi
 done
@@ -31,6 +35,9 @@ cargo clippy --all-targets --locked -- -D warnings
 say "packaging: static musl binary, .deb, manifests, systemd unit"
 ./.ci/package.sh
 
-say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end)"
+say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end, containers)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
+# tests/container.rs puts target/x86_64-unknown-linux-musl/release/stockade (package.sh built it
+# above; the test rebuilds it if stale) into an image and runs it under podman with private
+# storage in a temp dir.
 cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}"

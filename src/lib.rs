@@ -4,6 +4,7 @@
 //! (fork) → `confine` (child: ids, caps, no_new_privs, Landlock, seccomp, exec) → `supervisor`
 //! (parent: signals, reaping, exit status). See docs/ARCHITECTURE.md.
 
+pub mod ability;
 pub mod app;
 pub mod bpf;
 pub mod capabilities;

@@ -41,16 +41,8 @@ fn existing_dir(loaded: &Loaded, p: &toml::Spanned<String>) -> Result<PathBuf> {
     })
 }
 
-/// Resolve the section. `None` when there is nothing to mount or (rootless, `warn`) no
-/// privilege to do it; the caller reports the warning.
-pub fn plan(
-    loaded: &Loaded,
-    s: &MountsSection,
-    repositories: &[PathBuf],
-    privileged: bool,
-    own_pid_namespace: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Option<MountPlan>> {
+/// The section as asked for, checked (absolute, existing directories, sizes); no fresh /proc yet.
+pub fn request(loaded: &Loaded, s: &MountsSection, repositories: &[PathBuf]) -> Result<MountPlan> {
     let mut tmpfs = Vec::new();
     for t in &s.tmpfs {
         if t.size_mb == 0 {
@@ -65,32 +57,86 @@ pub fn plan(
     if s.model_repositories_noexec {
         ro.extend(repositories.iter().cloned());
     }
-    let plan = MountPlan {
+    Ok(MountPlan {
         tmpfs,
         read_only_noexec: ro,
-        proc: own_pid_namespace && privileged,
+        proc: false,
+    })
+}
+
+impl MountPlan {
+    /// Where the namespace probe mounts its throw-away tmpfs: a path this plan mounts over.
+    pub fn probe_target(&self) -> &Path {
+        self.tmpfs
+            .first()
+            .map(|(p, _)| p.as_path())
+            .or(self.read_only_noexec.first().map(PathBuf::as_path))
+            .unwrap_or(Path::new("/"))
+    }
+}
+
+/// Decide from what stockade can do (`blocked`: why it cannot create a private mount namespace,
+/// see `ability`), not from its uid. `None` when there is nothing to mount or, with `warn`, it
+/// cannot; the warning then names what is missing and how to grant it.
+pub fn plan(
+    s: &MountsSection,
+    request: MountPlan,
+    blocked: Option<crate::ability::Blocked>,
+    own_pid_namespace: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MountPlan>> {
+    let plan = MountPlan {
+        proc: own_pid_namespace,
+        ..request
     };
     if plan.is_empty() {
         return Ok(None);
     }
-    if !privileged {
-        return match s.when_unprivileged {
-            WhenUnprivileged::Refuse => Err(Error::Privilege(
-                "the profile's [mounts] need a private mount namespace, which an unprivileged \
-                 start cannot create (mounts.when_unprivileged = \"refuse\")"
-                    .into(),
-            )),
-            WhenUnprivileged::Warn => {
-                warnings.push(
-                    "rootless: no private mount namespace; [mounts] (private tmpfs, noexec \
-                     repositories) not applied, the server shares /tmp and /dev/shm"
-                        .into(),
-                );
-                Ok(None)
-            }
-        };
+    let Some(blocked) = blocked else {
+        return Ok(Some(plan));
+    };
+    match s.when_unprivileged {
+        WhenUnprivileged::Refuse => Err(Error::Privilege(format!(
+            "the profile's [mounts] need a private mount namespace, and {}: {}, or set \
+             mounts.when_unprivileged = \"warn\" to start without them",
+            blocked.reason(),
+            blocked.remedy()
+        ))),
+        WhenUnprivileged::Warn => {
+            warnings.push(format!(
+                "no private mount namespace ({}): [mounts] not applied ({}); the dry run says \
+                 what stands in for each; to apply them, {}",
+                blocked.reason(),
+                plan.describe(),
+                blocked.remedy()
+            ));
+            Ok(None)
+        }
     }
-    Ok(Some(plan))
+}
+
+impl MountPlan {
+    /// "tmpfs /tmp, /dev/shm; read-only noexec /models" for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.tmpfs.is_empty() {
+            let t: Vec<String> = self
+                .tmpfs
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            parts.push(format!("private tmpfs {}", t.join(", ")));
+        }
+        if !self.read_only_noexec.is_empty() {
+            let r: Vec<String> = self
+                .read_only_noexec
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            parts.push(format!("read-only noexec {}", r.join(", ")));
+        }
+        parts.join("; ")
+    }
 }
 
 /// Child, as root: new mount namespace, no propagation back to the host, then the mounts.

@@ -8,8 +8,10 @@
 //! outer one; the outer one only relays signals in and the exit code (and systemd notifications)
 //! out. SIGKILL to the outer → PDEATHSIG kills the inner → the kernel kills the namespace.
 //!
-//! Without CAP_SYS_ADMIN (rootless) there is no PID namespace: the guarantee is then the
-//! server's PDEATHSIG and the process-group kill only.
+//! Without CAP_SYS_ADMIN (rootless, a default container, a pod with only the id-changing
+//! capabilities), or when the runtime's seccomp filter refuses unshare, there is no PID namespace:
+//! the guarantee is then the server's PDEATHSIG and the process-group kill only. In a container
+//! stockade is PID 1 of the container's own PID namespace, which gives the same guarantee.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,7 +24,6 @@ use nix::unistd::{ForkResult, Pid};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
-use crate::identity::Mode;
 use crate::notify::Notifier;
 use crate::plan::Plan;
 use crate::profile::PidNamespace;
@@ -37,30 +38,33 @@ pub enum Entered {
     Skipped(Notifier),
 }
 
-/// Should this start use a PID namespace? `auto`: as root with CAP_SYS_ADMIN, unless already
-/// PID 1 (a container's init is in its own namespace already). Taken once, by `plan`.
-pub fn wanted_for(mode: PidNamespace, identity: Mode) -> Result<bool> {
-    if mode == PidNamespace::Never {
+/// Would this start use a PID namespace if it can? Not with `never`, and not when stockade is
+/// already PID 1 (a container's init is in its own namespace already).
+pub fn requested(mode: PidNamespace) -> bool {
+    mode != PidNamespace::Never && nix::unistd::getpid().as_raw() != 1
+}
+
+/// Should this start use a PID namespace? Decided once, by `plan`, from what the process can do
+/// (`ability`: effective CAP_SYS_ADMIN and the runtime's filters), not from its uid.
+pub fn wanted_for(mode: PidNamespace, ability: &crate::ability::Ability) -> Result<bool> {
+    if !requested(mode) {
+        if mode != PidNamespace::Never {
+            debug!("already PID 1 of a namespace");
+        }
         return Ok(false);
     }
-    if nix::unistd::getpid().as_raw() == 1 {
-        debug!("already PID 1 of a namespace");
-        return Ok(false);
-    }
-    let can = caps::has_cap(
-        None,
-        caps::CapSet::Effective,
-        caps::Capability::CAP_SYS_ADMIN,
-    )
-    .unwrap_or(false);
-    match mode {
-        PidNamespace::Auto => Ok(can && identity == Mode::Root),
-        PidNamespace::Always if can => Ok(true),
-        _ => Err(Error::Privilege(
-            "supervise.pid_namespace = \"always\" needs CAP_SYS_ADMIN to create a PID namespace \
-             (start stockade as root, or use \"auto\")"
-                .into(),
-        )),
+    match (mode, ability.pid_namespace) {
+        (_, None) => Ok(true),
+        (PidNamespace::Always, Some(b)) => Err(Error::Privilege(format!(
+            "supervise.pid_namespace = \"always\" needs a PID namespace, and {}: {}, or use \
+             \"auto\"",
+            b.reason(),
+            b.remedy()
+        ))),
+        (_, Some(b)) => {
+            debug!(reason = %b.reason(), "no PID namespace (auto)");
+            Ok(false)
+        }
     }
 }
 

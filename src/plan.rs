@@ -63,8 +63,13 @@ pub struct Plan {
     pub cwd_inherited: bool,
     pub supervise: SuperviseSection,
     pub mounts: Option<crate::mounts::MountPlan>,
+    /// What the profile's [mounts] asked for (before the decision), for the dry run's account of
+    /// what stands in for a mount stockade cannot make.
+    pub mounts_requested: Option<crate::mounts::MountPlan>,
     /// Supervise from PID 1 of a new PID namespace (decided once, here: the mounts depend on it).
     pub pid_namespace: bool,
+    /// What this process can do with namespaces, and where it runs (`ability`).
+    pub ability: crate::ability::Ability,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     /// Who can read a secret on the server's command line (Triton's restricted-API header).
@@ -323,12 +328,19 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         args = rw.args.iter().map(OsString::from).collect();
     }
 
-    let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, identity.mode)?;
+    // Namespaces from what this process can do (CAP_SYS_ADMIN, the runtime's filters), not uid.
+    let request = crate::mounts::request(loaded, &p.mounts, &repositories)?;
+    let ability = crate::ability::assess(&crate::ability::Wanted {
+        mounts: !request.is_empty(),
+        mount_target: request.probe_target(),
+        pid_namespace: crate::pidns::requested(supervise.pid_namespace),
+    })?;
+    let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, &ability)?;
+    let mounts_requested = (!request.is_empty()).then(|| request.clone());
     let mounts = crate::mounts::plan(
-        loaded,
         &p.mounts,
-        &repositories,
-        identity.mode == Mode::Root,
+        request,
+        ability.mounts,
         own_pid_ns,
         &mut warnings,
     )?;
@@ -418,7 +430,9 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         cwd_inherited,
         supervise,
         mounts,
+        mounts_requested,
         pid_namespace: own_pid_ns,
+        ability,
         warnings,
         notes,
         secret_exposure: secret_exposure_line,

@@ -58,7 +58,7 @@ pub struct Profile {
     pub triton: Option<Spanned<crate::triton::Policy>>,
 }
 
-/// A private mount namespace for the server (needs root; see `when_unprivileged`).
+/// A private mount namespace for the server (needs CAP_SYS_ADMIN; see `when_unprivileged`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountsSection {
@@ -73,8 +73,9 @@ pub struct MountsSection {
     /// `dlopen` of a library shipped inside a model, which Landlock alone cannot.
     #[serde(default)]
     pub model_repositories_noexec: bool,
-    /// Started without CAP_SYS_ADMIN (rootless): `warn` and run without these mounts, or
-    /// `refuse` to start.
+    /// When stockade cannot create a mount namespace (no effective CAP_SYS_ADMIN, or the
+    /// runtime's seccomp filter or LSM refuses unshare/mount): `warn` and run without these
+    /// mounts, or `refuse` to start (exit 77, naming the capability and the runtime flag).
     #[serde(default)]
     pub when_unprivileged: WhenUnprivileged,
 }
@@ -361,7 +362,8 @@ fn default_ready_interval() -> u64 {
 #[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PidNamespace {
-    /// When started as root and not already PID 1.
+    /// When stockade can create one (effective CAP_SYS_ADMIN, not refused by the runtime's
+    /// seccomp filter or LSM) and is not already PID 1.
     #[default]
     Auto,
     /// Always; refuse to start if the namespace cannot be created.

@@ -66,6 +66,11 @@ struct View<'a> {
     cwd: String,
     supervise: &'a SuperviseSection,
     mounts: Option<&'a crate::mounts::MountPlan>,
+    /// What this process can do with namespaces, where it runs.
+    namespaces: &'a crate::ability::Ability,
+    /// Each isolation protection: who provides it (stockade, the container runtime, nobody) and
+    /// what the operator must do when nobody does.
+    provided_by: Vec<Provision>,
     warnings: &'a [String],
     notes: &'a [String],
     secret_exposure: Option<&'a str>,
@@ -147,10 +152,140 @@ fn view(plan: &Plan) -> View<'_> {
         cwd: plan.cwd.display().to_string(),
         supervise: &plan.supervise,
         mounts: plan.mounts.as_ref(),
+        namespaces: &plan.ability,
+        provided_by: provisions(plan),
         warnings: &plan.warnings,
         notes: &plan.notes,
         secret_exposure: plan.secret_exposure.as_deref(),
     }
+}
+
+#[derive(Serialize)]
+struct Provision {
+    protection: String,
+    by: String,
+    /// What the operator does instead, when neither stockade nor the runtime provides it.
+    instead: Option<String>,
+}
+
+/// Who provides each isolation protection for this start. In a container the runtime already
+/// gives a fresh root, /proc and /dev/shm and a PID namespace; what stockade cannot mount itself
+/// (no CAP_SYS_ADMIN) the operator asks of the runtime instead.
+fn provisions(plan: &Plan) -> Vec<Provision> {
+    let a = &plan.ability;
+    let in_container = a.runtime.is_some() || a.pid1;
+    let runtime = format!(
+        "runtime ({})",
+        a.runtime
+            .as_deref()
+            .unwrap_or("container, stockade is PID 1")
+    );
+    let mut out = Vec::new();
+    let mut row = |protection: String, by: String, instead: Option<String>| {
+        out.push(Provision {
+            protection,
+            by,
+            instead,
+        })
+    };
+    let applied = plan.mounts.as_ref();
+    let requested = plan.mounts_requested.as_ref();
+    for (path, mb) in requested.map_or(&[][..], |m| &m.tmpfs[..]) {
+        let what = format!("private tmpfs {}", path.display());
+        if applied.is_some() {
+            row(
+                what,
+                format!("stockade ({mb} MiB, nosuid nodev noexec)"),
+                None,
+            );
+            continue;
+        }
+        let own = crate::ability::mount_is_own(path);
+        let noexec = crate::ability::mount_has(path, "noexec") == Some(true);
+        let by = match (own, noexec, in_container) {
+            (true, true, true) => format!("{runtime}: its own noexec mount"),
+            (true, false, true) => format!("{runtime}: its own mount, but exec allowed"),
+            (true, true, false) => "its own noexec mount, shared with other processes".into(),
+            _ => "NOBODY: shared and exec allowed".into(),
+        };
+        let instead = (!(own && noexec)).then(|| {
+            if path == std::path::Path::new("/dev/shm") {
+                format!(
+                    "--tmpfs /dev/shm:rw,nosuid,nodev,noexec,size={mb}m (docker/podman run; \
+                     Kubernetes: an emptyDir with medium Memory)"
+                )
+            } else {
+                format!(
+                    "--tmpfs {p}:rw,nosuid,nodev,noexec,size={mb}m (docker/podman run; \
+                     Kubernetes: an emptyDir)",
+                    p = path.display()
+                )
+            }
+        });
+        row(what, by, instead);
+    }
+    for path in requested.map_or(&[][..], |m| &m.read_only_noexec[..]) {
+        let what = format!("read-only noexec {}", path.display());
+        if applied.is_some() {
+            row(what, "stockade (read-only, noexec bind)".into(), None);
+            continue;
+        }
+        let ro = crate::ability::mount_has(path, "ro") == Some(true);
+        let noexec = crate::ability::mount_has(path, "noexec") == Some(true);
+        let state = match (ro, noexec) {
+            (true, true) => "a read-only noexec mount",
+            (true, false) => {
+                "a read-only mount, exec allowed (a model's library can be mapped executable)"
+            }
+            (false, _) => "NOBODY: writable (Landlock still denies the server writes)",
+        };
+        let by = if in_container && ro {
+            format!("{runtime}: {state}")
+        } else {
+            state.to_string()
+        };
+        let instead = (!(ro && noexec)).then(|| {
+            format!(
+                "-v <host dir>:{p}:ro (docker; podman also takes :ro,noexec; Kubernetes: \
+                 readOnly: true)",
+                p = path.display()
+            )
+        });
+        row(what, by, instead);
+    }
+    if in_container {
+        let ro = crate::ability::mount_has(std::path::Path::new("/"), "ro") == Some(true);
+        row(
+            "root file system".into(),
+            format!(
+                "{runtime}: the container's own, {}",
+                if ro { "read-only" } else { "writable" }
+            ),
+            (!ro).then(|| "--read-only (Kubernetes: readOnlyRootFilesystem: true)".into()),
+        );
+    }
+    let proc_by = if applied.is_some_and(|m| m.proc) {
+        "stockade (hidepid=invisible, the server's PID namespace)".to_string()
+    } else if a.pid1 {
+        format!("{runtime}: the container's own /proc (its PID namespace)")
+    } else {
+        "NOBODY: the server sees the host's /proc".to_string()
+    };
+    row("fresh /proc".into(), proc_by, None);
+    let pid_by = if plan.pid_namespace {
+        "stockade (supervisor is PID 1 of a new namespace)".to_string()
+    } else if a.pid1 {
+        format!("{runtime}: stockade is PID 1 of the container's PID namespace")
+    } else if plan.supervise.pid_namespace == crate::profile::PidNamespace::Never {
+        "off (supervise.pid_namespace = \"never\")".to_string()
+    } else {
+        format!(
+            "NOBODY: {} (PDEATHSIG and the process group stop the server's tree)",
+            a.pid_namespace.map(|b| b.reason()).unwrap_or_default()
+        )
+    };
+    row("PID namespace".into(), pid_by, None);
+    out
 }
 
 pub fn json(plan: &Plan) -> String {
@@ -310,11 +445,27 @@ pub fn text(plan: &Plan) -> String {
                 }
             );
         }
-        None => {
-            let _ = writeln!(
-                o,
-                "mounts       (none: the server shares the host's mounts)"
-            );
+        None => match (plan.mounts_requested.as_ref(), plan.ability.mounts) {
+            (Some(r), Some(b)) => {
+                let _ = writeln!(
+                    o,
+                    "mounts       NOT APPLIED ({}): {}; see \"isolation\" below",
+                    b.reason(),
+                    r.describe()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    o,
+                    "mounts       (none: the server shares stockade's mounts)"
+                );
+            }
+        },
+    }
+    for p in &v.provided_by {
+        let _ = writeln!(o, "isolation    {:<28} {}", p.protection, p.by);
+        if let Some(i) = &p.instead {
+            let _ = writeln!(o, "  instead    {i}");
         }
     }
     let sup = v.supervise;
