@@ -941,6 +941,137 @@ pub fn install(plan: &SeccompPlan) -> std::result::Result<(), nix::errno::Errno>
     })
 }
 
+/// The kernel's seccomp audit records (`type=1326`), read from /dev/kmsg to name the syscall that
+/// killed the server. Opened while stockade still holds CAP_SYSLOG (before the server starts,
+/// `dmesg_restrict` needs it) and positioned at the end, so only records of this run are read.
+/// Without root, or with audit off, there is no log and the message says so.
+pub struct KillLog(std::fs::File);
+
+/// One kill record: the syscall number and the AUDIT_ARCH it was made through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed {
+    pub syscall: u32,
+    pub arch: u32,
+}
+
+impl KillLog {
+    pub fn open() -> Option<KillLog> {
+        use std::io::Seek;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open("/dev/kmsg")
+            .ok()?;
+        f.seek(std::io::SeekFrom::End(0)).ok()?;
+        Some(KillLog(f))
+    }
+
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// The last kill record for `uid` (and `pid`, when stockade sees the server's global pid)
+    /// that reaches the log within `wait` (the kernel's audit thread writes it asynchronously).
+    pub fn find(&mut self, uid: u32, pid: Option<i32>, wait: std::time::Duration) -> Option<Killed> {
+        use std::io::Read;
+        let end = std::time::Instant::now() + wait;
+        let mut found = None;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    if let Some(k) = parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid, pid) {
+                        found = Some(k);
+                    }
+                    continue;
+                }
+                // Records overwritten before we read them: carry on with the next.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return found,
+                Err(_) => {}
+            }
+            if found.is_some() || std::time::Instant::now() >= end {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// `audit: type=1326 ... uid=U ... pid=P ... sig=31 arch=c000003e syscall=N ...`
+pub fn parse_kill_record(record: &str, uid: u32, pid: Option<i32>) -> Option<Killed> {
+    let text = record.split_once(';').map_or(record, |(_, t)| t);
+    if !text.contains("type=1326") {
+        return None;
+    }
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let sigsys = nix::libc::SIGSYS.to_string();
+    if field("sig") != Some(sigsys.as_str()) || field("uid") != Some(uid.to_string().as_str()) {
+        return None;
+    }
+    if let Some(pid) = pid {
+        if field("pid") != Some(pid.to_string().as_str()) {
+            return None;
+        }
+    }
+    Some(Killed {
+        syscall: field("syscall")?.parse().ok()?,
+        arch: u32::from_str_radix(field("arch")?, 16).ok()?,
+    })
+}
+
+/// The one line stockade prints when the server died of SIGSYS: which syscall, and what to
+/// change in the profile.
+pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) -> String {
+    let Some(k) = killed else {
+        let why = if have_log {
+            "no seccomp record for it reached the kernel log (audit off?)"
+        } else {
+            "the kernel log (/dev/kmsg) was not readable (needs root: CAP_SYSLOG)"
+        };
+        return format!(
+            "the server was killed by seccomp (SIGSYS), but {why}: look for `type=1326` in \
+             `dmesg` or the audit log, or run with [seccomp] default_action = \"log\" to list \
+             what it calls"
+        );
+    };
+    if k.arch != audit_arch() || k.syscall & crate::bpf::X32_BIT != 0 {
+        return format!(
+            "the server was killed by seccomp for syscall {} of another ABI (audit arch {:#x}{}): \
+             stockade kills every non-native (i386, x32) syscall; the server or a library it \
+             loads must use the native ABI",
+            k.syscall & !crate::bpf::X32_BIT,
+            k.arch,
+            if k.syscall & crate::bpf::X32_BIT != 0 { ", x32" } else { "" }
+        );
+    }
+    let name = usize::try_from(k.syscall)
+        .ok()
+        .and_then(Sysno::new)
+        .map_or_else(|| format!("#{}", k.syscall), |s| s.name().to_string());
+    let fixed = group(ALWAYS_KILL).unwrap_or(&[]).contains(&name.as_str());
+    let fix = if fixed {
+        "it is in stockade's fixed kill set (@dangerous) and cannot be allowed: the server must do \
+         without it"
+            .to_string()
+    } else if plan.killed.iter().any(|n| *n == name) {
+        format!("remove '{name}' (or its @group) from [seccomp] kill in the profile if the server needs it")
+    } else {
+        format!(
+            "the profile's default_action is {}: add '{name}' to [seccomp] allow if the server \
+             needs it",
+            plan.default_action
+        )
+    };
+    format!("the server was killed by seccomp for the syscall '{name}' (nr {}): {fix}", k.syscall)
+}
+
 /// Every syscall named in a group exists on this architecture.
 pub fn unknown_group_members() -> BTreeSet<&'static str> {
     GROUPS

@@ -194,10 +194,46 @@ pub struct Supervisor<'a> {
     ready_sent: bool,
     stop: Option<Stop>,
     orphans_reaped: u64,
+    /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.
+    kill_log: Option<crate::seccomp_policy::KillLog>,
 }
 
 /// Start the server and supervise it until it is gone. Returns stockade's exit code.
 pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
+    let foreground = terminal_foreground();
+    let code = run_supervised(plan, original_mask);
+    hand_back_terminal(foreground);
+    code
+}
+
+/// Our process group, if it holds the terminal's foreground (the server takes it over).
+fn terminal_foreground() -> Option<Pid> {
+    let ours = nix::unistd::getpgrp();
+    // 0: our group is outside our PID namespace (the inner supervisor); the outer hands back.
+    (ours.as_raw() != 0 && nix::unistd::tcgetpgrp(std::io::stdin()).ok() == Some(ours))
+        .then_some(ours)
+}
+
+/// Give the terminal's foreground back to `group` once the server is gone: otherwise it stays
+/// with the server's dead group and the next reader of the terminal (the shell) gets EIO.
+fn hand_back_terminal(group: Option<Pid>) {
+    let Some(group) = group else { return };
+    let stdin = std::io::stdin();
+    if nix::unistd::tcgetpgrp(&stdin).ok() == Some(group) {
+        return;
+    }
+    // From the background tcsetpgrp raises SIGTTOU, which would stop us: block it for the call.
+    let ttou = SigSet::from(nix::sys::signal::Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+        if let Err(e) = nix::unistd::tcsetpgrp(&stdin, group) {
+            warn!(%e, "could not hand the terminal back to stockade's process group");
+        }
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let mut notifier = Notifier::from_env();
     if plan.pid_namespace {
         match crate::pidns::enter(plan, notifier)? {
@@ -211,6 +247,10 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::os("PR_SET_CHILD_SUBREAPER", e))?;
     }
+    // Before spawn drops our capabilities (reading the kernel log needs CAP_SYSLOG). Never on a
+    // number the server is to inherit.
+    let kill_log = crate::seccomp_policy::KillLog::open()
+        .filter(|l| !plan.supervise.pass_fds.contains(&l.fd()));
     let first = spawn(plan, &original_mask)?;
     info!(pid = first.as_raw(), argv = ?plan.display_argv, pid1, "server started");
     let signals = Signals::install()?;
@@ -223,6 +263,7 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         ready_sent: false,
         stop: None,
         orphans_reaped: 0,
+        kill_log,
     };
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
@@ -258,6 +299,9 @@ impl Supervisor<'_> {
         let mut restarts = 0u32;
         loop {
             let status = self.until_exit(&mut inst);
+            if let WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _) = status {
+                self.explain_sigsys(inst.pid);
+            }
             self.cleanup_leftovers(inst.pid);
             let code = crate::error::status_code(status).unwrap_or(crate::error::code::CONFINE);
             info!(
@@ -318,6 +362,20 @@ impl Supervisor<'_> {
             info!(pid = pid.as_raw(), restart = restarts, "server restarted");
             inst = self.new_instance(pid);
         }
+    }
+
+    /// One line naming the syscall seccomp killed the server for, and what to change.
+    fn explain_sigsys(&mut self, server: Pid) {
+        // As PID 1 of our own namespace we see a local pid; the record holds the global one.
+        let pid = (!self.pid1).then_some(server.as_raw());
+        let have_log = self.kill_log.is_some();
+        let killed = self.kill_log.as_mut().and_then(|l| {
+            l.find(self.plan.identity.uid, pid, Duration::from_millis(500))
+        });
+        eprintln!(
+            "stockade: {}",
+            crate::seccomp_policy::explain_kill(&self.plan.seccomp, killed, have_log)
+        );
     }
 
     /// Sleep, but return false as soon as a stop signal arrives (there is no server to forward
