@@ -151,13 +151,15 @@ fn main() {
         "fastopen" => fastopen(arg(1).parse().unwrap()),
         "tcp-self" => {
             let port: u16 = arg(1).parse().unwrap();
-            io(std::net::TcpListener::bind(("127.0.0.1", port)).and_then(|l| {
-                let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                let (mut s, _) = l.accept()?;
-                s.write_all(b"x")?;
-                drop(c);
-                Ok(())
-            }))
+            io(
+                std::net::TcpListener::bind(("127.0.0.1", port)).and_then(|l| {
+                    let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    let (mut s, _) = l.accept()?;
+                    s.write_all(b"x")?;
+                    drop(c);
+                    Ok(())
+                }),
+            )
         }
         "socketpair" => {
             let mut fds = [0i32; 2];
@@ -253,10 +255,7 @@ fn socket_then(d: i32, t: i32, p: i32, port: Option<u16>) -> Result<(), Errno> {
         Some(port) => {
             let sin = loopback(port);
             // SAFETY: fd is the socket just created; the address is a valid sockaddr_in.
-            raw(unsafe {
-                nix::libc::connect(fd, std::ptr::from_ref(&sin).cast(), SIN_LEN)
-            }
-            .into())
+            raw(unsafe { nix::libc::connect(fd, std::ptr::from_ref(&sin).cast(), SIN_LEN) }.into())
         }
         None => Ok(()),
     };

@@ -331,13 +331,17 @@ fn rule_code(rule: &Rule) -> Result<Vec<sock_filter>, String> {
                         .map_err(|_| format!("jump of {to_exit} instructions cannot be encoded")),
                 }
             };
-            out.push(jump(ins.code, ins.k, resolve(*jt, ins.jt)?, resolve(*jf, ins.jf)?));
+            out.push(jump(
+                ins.code,
+                ins.k,
+                resolve(*jt, ins.jt)?,
+                resolve(*jf, ins.jf)?,
+            ));
         }
         if !last {
             // Success skips the trampoline; the trampoline jumps past the rest of the rule.
-            let rest: usize = code[k + 1..].iter().map(Vec::len).sum::<usize>()
-                + trampoline * (n - k - 2)
-                + 1;
+            let rest: usize =
+                code[k + 1..].iter().map(Vec::len).sum::<usize>() + trampoline * (n - k - 2) + 1;
             out.push(stmt(JMP_JA, 1));
             out.push(stmt(
                 JMP_JA,
@@ -482,8 +486,19 @@ pub mod tests {
 
     /// Argument values that sit on every edge the checks above care about.
     fn corpus() -> Vec<u64> {
-        let mut v = vec![0, 1, 2, 3, 5, 6, 10, 16, 17, 0x5412, 0x541c, 0x5413, 0x20000000];
-        v.extend([0x801, 0x80001, 0x80801, 0x81, 0x11, 0x7E02_0000, 0x0011_0000, 0x1000_0000]);
+        let mut v = vec![
+            0, 1, 2, 3, 5, 6, 10, 16, 17, 0x5412, 0x541c, 0x5413, 0x20000000,
+        ];
+        v.extend([
+            0x801,
+            0x80001,
+            0x80801,
+            0x81,
+            0x11,
+            0x7E02_0000,
+            0x0011_0000,
+            0x1000_0000,
+        ]);
         let base = v.clone();
         for x in base {
             v.push(x | (1 << 32));
@@ -526,11 +541,18 @@ pub mod tests {
         let prog = program(&p).unwrap();
         let eperm = ret_value(Action::Errno(1)).unwrap();
         for req in [0x5412u64, 0x541c, (1 << 32) | 0x5412, 0xdead_beef_0000_541c] {
-            assert_eq!(run(&prog, ARCH, 16, [0, req, 0, 0, 0, 0]), eperm, "{req:#x}");
+            assert_eq!(
+                run(&prog, ARCH, 16, [0, req, 0, 0, 0, 0]),
+                eperm,
+                "{req:#x}"
+            );
         }
         assert_eq!(run(&prog, ARCH, 16, [0, 0x5413, 0, 0, 0, 0]), RET_ALLOW);
         // Allow rules compare the low half too: AF_INET with junk above is AF_INET, type masked.
-        assert_eq!(run(&prog, ARCH, 41, [2 | (1 << 32), 0x80801, 6, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&prog, ARCH, 41, [2 | (1 << 32), 0x80801, 6, 0, 0, 0]),
+            RET_ALLOW
+        );
         assert_eq!(
             run(&prog, ARCH, 41, [2, 2, 0, 0, 0, 0]),
             ret_value(Action::Errno(93)).unwrap()
@@ -587,7 +609,10 @@ pub mod tests {
         // Mostly values that satisfy some check, with noise in the high half or low bits.
         let mut args = [0u64; 6];
         for a in args.iter_mut().take(3) {
-            *a = match (r.below(4), checks.get(r.below(checks.len().max(1) as u64) as usize)) {
+            *a = match (
+                r.below(4),
+                checks.get(r.below(checks.len().max(1) as u64) as usize),
+            ) {
                 (0, _) | (_, None) => r.next(),
                 (1, Some(c)) => c.value | (r.next() << 32),
                 (2, Some(c)) => c.value ^ (1 << r.below(64)),
@@ -607,10 +632,9 @@ pub mod tests {
             for nr in 0..4u32 {
                 let mut rules = Vec::new();
                 for _ in 0..r.below(5) {
-                    let checks: Vec<Check> =
-                        (0..r.below(if round % 10 == 0 { 90 } else { 5 }))
-                            .map(|_| random_check(&mut r))
-                            .collect();
+                    let checks: Vec<Check> = (0..r.below(if round % 10 == 0 { 90 } else { 5 }))
+                        .map(|_| random_check(&mut r))
+                        .collect();
                     all.extend(checks.clone());
                     let action = [Action::Allow, Action::Errno(97), Action::KillProcess]
                         [r.below(3) as usize];
@@ -645,9 +669,13 @@ pub mod tests {
     /// failed, because the failure jump saturated at 255 instead of leaving the rule.
     #[test]
     fn long_rules_never_let_a_failed_check_through() {
-        for n in [2usize, 39, 40, 41, 64, 65, 66, 80, 81, 200, 500] {
-            let mut checks: Vec<Check> = (0..n - 1).map(|_| Check::equals(0, 0)).collect();
-            checks.push(Check::equals(1, 0));
+        for (n, at) in [39usize, 40, 41, 64, 65, 66, 80, 81, 200, 500]
+            .into_iter()
+            .flat_map(|n| [0, 1, n / 2, n - 2, n - 1].map(|at| (n, at)))
+        {
+            // Every check on arg 0 but one, at `at`, on arg 1.
+            let mut checks: Vec<Check> = (0..n).map(|_| Check::equals(0, 0)).collect();
+            checks[at] = Check::equals(1, 0);
             let mut actions = BTreeMap::new();
             actions.insert(110, Action::Conditional(0));
             let p = Policy {
@@ -664,9 +692,10 @@ pub mod tests {
             };
             let prog = program(&p).unwrap();
             let enosys = ret_value(ENOSYS).unwrap();
-            assert_eq!(run(&prog, ARCH, 110, [0, 7, 0, 0, 0, 0]), enosys, "{n} checks");
-            assert_eq!(run(&prog, ARCH, 110, [1, 0, 0, 0, 0, 0]), enosys, "{n} checks");
-            assert_eq!(run(&prog, ARCH, 110, [0; 6]), RET_ALLOW, "{n} checks");
+            let what = format!("{n} checks, failing at {at}");
+            assert_eq!(run(&prog, ARCH, 110, [0, 7, 0, 0, 0, 0]), enosys, "{what}");
+            assert_eq!(run(&prog, ARCH, 110, [1, 0, 0, 0, 0, 0]), enosys, "{what}");
+            assert_eq!(run(&prog, ARCH, 110, [0; 6]), RET_ALLOW, "{what}");
         }
     }
 
@@ -688,7 +717,11 @@ pub mod tests {
                 arch: ARCH,
             })
         };
-        assert!(one(low(0, 0xf, 0x10)).unwrap_err().contains("outside the mask"));
+        assert!(
+            one(low(0, 0xf, 0x10))
+                .unwrap_err()
+                .contains("outside the mask")
+        );
         assert!(one(low(0, 1 << 40, 0)).unwrap_err().contains("wider than"));
         assert!(one(Check::equals(6, 0)).unwrap_err().contains("not 0..=5"));
         // A conditional action that points nowhere, or an errno out of range.

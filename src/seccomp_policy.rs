@@ -579,7 +579,11 @@ pub fn fixed_rule_summary(allow_udp: bool) -> Vec<String> {
         format!(
             "socket: AF_UNIX stream/dgram/seqpacket, AF_INET/AF_INET6 stream with protocol 0 or TCP{}; \
              other types/protocols EPROTONOSUPPORT, other families EAFNOSUPPORT",
-            if allow_udp { ", dgram with protocol 0 or UDP (allow_udp)" } else { "" }
+            if allow_udp {
+                ", dgram with protocol 0 or UDP (allow_udp)"
+            } else {
+                ""
+            }
         ),
         "socketpair: AF_UNIX only, else EAFNOSUPPORT".to_string(),
         "sendto/sendmsg/sendmmsg with MSG_FASTOPEN: EOPNOTSUPP".to_string(),
@@ -974,7 +978,12 @@ impl KillLog {
 
     /// The last kill record for `uid` (and `pid`, when stockade sees the server's global pid)
     /// that reaches the log within `wait` (the kernel's audit thread writes it asynchronously).
-    pub fn find(&mut self, uid: u32, pid: Option<i32>, wait: std::time::Duration) -> Option<Killed> {
+    pub fn find(
+        &mut self,
+        uid: u32,
+        pid: Option<i32>,
+        wait: std::time::Duration,
+    ) -> Option<Killed> {
         use std::io::Read;
         let end = std::time::Instant::now() + wait;
         let mut found = None;
@@ -983,7 +992,9 @@ impl KillLog {
             match self.0.read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => {
-                    if let Some(k) = parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid, pid) {
+                    if let Some(k) =
+                        parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid, pid)
+                    {
                         found = Some(k);
                     }
                     continue;
@@ -1048,7 +1059,11 @@ pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) 
              loads must use the native ABI",
             k.syscall & !crate::bpf::X32_BIT,
             k.arch,
-            if k.syscall & crate::bpf::X32_BIT != 0 { ", x32" } else { "" }
+            if k.syscall & crate::bpf::X32_BIT != 0 {
+                ", x32"
+            } else {
+                ""
+            }
         );
     }
     let name = usize::try_from(k.syscall)
@@ -1061,7 +1076,9 @@ pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) 
          without it"
             .to_string()
     } else if plan.killed.iter().any(|n| *n == name) {
-        format!("remove '{name}' (or its @group) from [seccomp] kill in the profile if the server needs it")
+        format!(
+            "remove '{name}' (or its @group) from [seccomp] kill in the profile if the server needs it"
+        )
     } else {
         format!(
             "the profile's default_action is {}: add '{name}' to [seccomp] allow if the server \
@@ -1069,7 +1086,10 @@ pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) 
             plan.default_action
         )
     };
-    format!("the server was killed by seccomp for the syscall '{name}' (nr {}): {fix}", k.syscall)
+    format!(
+        "the server was killed by seccomp for the syscall '{name}' (nr {}): {fix}",
+        k.syscall
+    )
 }
 
 /// Every syscall named in a group exists on this architecture.
@@ -1230,7 +1250,12 @@ mod tests {
                     }
                 }
             }
-            for (d, want) in [(1u64, ALLOW), (1 | 1 << 32, ALLOW), (2, err(97)), (10, err(97))] {
+            for (d, want) in [
+                (1u64, ALLOW),
+                (1 | 1 << 32, ALLOW),
+                (2, err(97)),
+                (10, err(97)),
+            ] {
                 assert_eq!(answer(&p, "socketpair", [d, 2, 0, 0, 0, 0]), want);
             }
         }
@@ -1263,8 +1288,17 @@ mod tests {
             ),
         ] {
             let p = plan(&src).unwrap();
-            for req in [TIOCSTI, TIOCLINUX, TIOCSTI | 1 << 32, TIOCLINUX | 0xffff << 48] {
-                assert_eq!(answer(&p, "ioctl", [0, req, 0, 0, 0, 0]), err(1), "{req:#x}");
+            for req in [
+                TIOCSTI,
+                TIOCLINUX,
+                TIOCSTI | 1 << 32,
+                TIOCLINUX | 0xffff << 48,
+            ] {
+                assert_eq!(
+                    answer(&p, "ioctl", [0, req, 0, 0, 0, 0]),
+                    err(1),
+                    "{req:#x}"
+                );
             }
             assert_eq!(answer(&p, "ioctl", [0, 0x5413, 0, 0, 0, 0]), ALLOW); // TIOCGWINSZ
         }
@@ -1284,8 +1318,9 @@ mod tests {
         for s in ["fchmod", "fchmodat2", "utimensat", "fsetxattr", "fchown"] {
             assert_eq!(answer(&p, s, [0; 6]), ENOSYS, "{s}");
         }
-        let p = plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@file-metadata\"]\n")
-            .unwrap();
+        let p =
+            plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@file-metadata\"]\n")
+                .unwrap();
         assert_eq!(answer(&p, "fchmodat2", [0; 6]), ALLOW);
     }
 
@@ -1305,10 +1340,11 @@ mod tests {
     #[test]
     fn sixty_five_anded_allow_if_rules_keep_the_last_check() {
         let mut src = String::from("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = []\n");
+        // The failing check first: its jump out has to cross all the others.
+        src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 1\nany_of = [0]\n");
         for _ in 0..70 {
             src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 0\nany_of = [0]\n");
         }
-        src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 1\nany_of = [0]\n");
         let p = plan(&src).unwrap();
         assert_eq!(answer(&p, "getppid", [0; 6]), ALLOW);
         assert_eq!(answer(&p, "getppid", [0, 7, 0, 0, 0, 0]), ENOSYS);
@@ -1352,11 +1388,20 @@ mod tests {
         assert!(rule("{ arg = 1, eq = 1 }", "allow").contains("width"));
         assert!(rule("{ arg = 1, width = 16, eq = 1 }", "allow").contains("width 16"));
         assert!(rule("{ arg = 1, width = 32, eq = 0x100000000 }", "allow").contains("ambiguous"));
-        assert!(rule("{ arg = 1, width = 32, mask = 0xf, eq = 0x10 }", "allow").contains("ambiguous"));
-        assert!(rule("{ arg = 1, width = 32, eq = 1, bits_set = 2 }", "allow").contains("exactly one"));
-        assert!(rule("{ arg = 1, width = 32, mask = 1, bits_set = 1 }", "allow").contains("exactly one"));
+        assert!(
+            rule("{ arg = 1, width = 32, mask = 0xf, eq = 0x10 }", "allow").contains("ambiguous")
+        );
+        assert!(
+            rule("{ arg = 1, width = 32, eq = 1, bits_set = 2 }", "allow").contains("exactly one")
+        );
+        assert!(
+            rule("{ arg = 1, width = 32, mask = 1, bits_set = 1 }", "allow")
+                .contains("exactly one")
+        );
         assert!(rule("{ arg = 7, width = 32, eq = 1 }", "allow").contains("0..=5"));
-        assert!(rule("{ arg = 1, width = 32, eq = 1 }", "errno:ENOPE").contains("unknown rule action"));
+        assert!(
+            rule("{ arg = 1, width = 32, eq = 1 }", "errno:ENOPE").contains("unknown rule action")
+        );
         let e = plan(&format!(
             "{NET}[[seccomp.rules]]\nsyscall = \"ptrace\"\naction = \"allow\"\n"
         ))

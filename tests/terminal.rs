@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// One test at a time: a test copying the probe into its sandbox while another forks would see
+/// ETXTBSY when it runs the copy (the fork holds the write fd until its exec).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A shell on a fresh pty: session leader with the pty as controlling terminal (setsid --ctty),
 /// so it holds the foreground, as an interactive shell does.
 struct Pty {
@@ -118,6 +126,7 @@ fn confined_cmd(sb: &Sandbox, args: &str) -> String {
 #[test]
 fn the_server_cannot_push_input_into_the_terminal() {
     require_root();
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.profile(free_port(), "");
     let probe = sb.probe();
@@ -159,6 +168,7 @@ fn the_server_cannot_push_input_into_the_terminal() {
 #[test]
 fn ctrl_c_gives_130_and_the_terminal_comes_back_to_the_shell() {
     require_root();
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.profile(free_port(), "");
     let script = format!(
@@ -182,6 +192,7 @@ fn ctrl_c_gives_130_and_the_terminal_comes_back_to_the_shell() {
 #[test]
 fn a_confined_repl_reads_its_terminal() {
     require_root();
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.profile(free_port(), "");
     let script = format!("{}; echo \"rc=$?\"", confined_cmd(&sb, "read-line"));
