@@ -1075,7 +1075,7 @@ pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) 
         "it is in stockade's fixed kill set (@dangerous) and cannot be allowed: the server must do \
          without it"
             .to_string()
-    } else if plan.killed.iter().any(|n| *n == name) {
+    } else if plan.killed.contains(&name) {
         format!(
             "remove '{name}' (or its @group) from [seccomp] kill in the profile if the server needs it"
         )

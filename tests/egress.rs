@@ -34,7 +34,7 @@ fn profile(sb: &Sandbox, port: u16, seccomp_extra: &str) -> PathBuf {
     p
 }
 
-fn outcome(profile: &PathBuf, sb: &Sandbox, args: &[&str]) -> String {
+fn outcome(profile: &std::path::Path, sb: &Sandbox, args: &[&str]) -> String {
     let out = confined(profile, &sb.probe(), args);
     match out.status.code() {
         Some(0) => stdout(&out),
