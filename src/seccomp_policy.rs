@@ -801,7 +801,9 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
     let conditional = arg_rules(loaded, &s.allow_if)?;
     let ruled = profile_rules(loaded, &s.rules, default)?;
     let mut killed = expand(loaded, &s.kill)?;
-    for name in group(ALWAYS_KILL).unwrap_or(&[]) {
+    let always_kill =
+        group(ALWAYS_KILL).ok_or_else(|| Error::Internal(format!("no @{ALWAYS_KILL} group")))?;
+    for name in always_kill {
         killed.insert((*name).to_string(), i64::from(known(name)?));
     }
     // Named explicitly, an always-ENOSYS syscall in allow or kill would be a void promise.
@@ -1408,5 +1410,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("fixed ENOSYS or kill set"), "{e}");
+    }
+
+    /// The built-in profiles serve TCP on IPv4 and IPv6 and talk over UNIX sockets (Triton's
+    /// gRPC listens on [::ffff:127.0.0.1]), and get every fixed rule.
+    #[test]
+    fn builtin_profiles_keep_tcp_and_unix_and_the_fixed_rules() {
+        for name in ["minimal", "triton", "triton-explicit"] {
+            let src = crate::profile::builtin(name).unwrap();
+            let loaded = crate::profile::parse(name, "builtin", src).unwrap();
+            let p = compile(&loaded, &loaded.profile.seccomp).unwrap();
+            for (d, t, pr) in [(1u64, 0x80001u64, 0u64), (2, 0x80801, 0), (10, 0x80001, 6)] {
+                assert_eq!(
+                    answer(&p, "socket", [d, t, pr, 0, 0, 0]),
+                    ALLOW,
+                    "{name} {d}"
+                );
+            }
+            assert_eq!(
+                answer(&p, "socketpair", [1, 0x80001, 0, 0, 0, 0]),
+                ALLOW,
+                "{name}"
+            );
+            assert_eq!(answer(&p, "socket", [2, 2, 0, 0, 0, 0]), err(93), "{name}");
+            assert_eq!(
+                answer(&p, "ioctl", [0, TIOCSTI, 0, 0, 0, 0]),
+                err(1),
+                "{name}"
+            );
+            assert_eq!(answer(&p, "fchmod", [0; 6]), ENOSYS, "{name}");
+        }
     }
 }
