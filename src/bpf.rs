@@ -674,7 +674,17 @@ pub mod tests {
             .flat_map(|n| [0, 1, n / 2, n - 2, n - 1].map(|at| (n, at)))
         {
             // Every check on arg 0 but one, at `at`, on arg 1.
-            let mut checks: Vec<Check> = (0..n).map(|_| Check::equals(0, 0)).collect();
+            // Equality and bits-clear checks mixed: on b33bc58 a saturated jump landed on a
+            // JSET with the failed value still loaded and carried on.
+            let mut checks: Vec<Check> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        Check::bits_clear(0, 0x100, false)
+                    } else {
+                        Check::equals(0, 0)
+                    }
+                })
+                .collect();
             checks[at] = Check::equals(1, 0);
             let mut actions = BTreeMap::new();
             actions.insert(110, Action::Conditional(0));
@@ -695,6 +705,11 @@ pub mod tests {
             let what = format!("{n} checks, failing at {at}");
             assert_eq!(run(&prog, ARCH, 110, [0, 7, 0, 0, 0, 0]), enosys, "{what}");
             assert_eq!(run(&prog, ARCH, 110, [1, 0, 0, 0, 0, 0]), enosys, "{what}");
+            assert_eq!(
+                run(&prog, ARCH, 110, [0x100, 0, 0, 0, 0, 0]),
+                enosys,
+                "{what}"
+            );
             assert_eq!(run(&prog, ARCH, 110, [0; 6]), RET_ALLOW, "{what}");
         }
     }

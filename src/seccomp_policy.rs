@@ -1344,13 +1344,19 @@ mod tests {
         let mut src = String::from("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = []\n");
         // The failing check first: its jump out has to cross all the others.
         src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 1\nany_of = [0]\n");
-        for _ in 0..70 {
+        for _ in 0..63 {
             src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 0\nany_of = [0]\n");
+        }
+        for _ in 0..7 {
+            src.push_str(
+                "[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 0\nbits_clear = 0x100\n",
+            );
         }
         let p = plan(&src).unwrap();
         assert_eq!(answer(&p, "getppid", [0; 6]), ALLOW);
         assert_eq!(answer(&p, "getppid", [0, 7, 0, 0, 0, 0]), ENOSYS);
-        assert_eq!(answer(&p, "getppid", [1, 0, 0, 0, 0, 0]), ENOSYS);
+        assert_eq!(answer(&p, "getppid", [7, 0, 0, 0, 0, 0]), ENOSYS);
+        assert_eq!(answer(&p, "getppid", [0x100, 0, 0, 0, 0, 0]), ENOSYS);
     }
 
     #[test]
