@@ -978,8 +978,10 @@ impl KillLog {
         self.0.as_raw_fd()
     }
 
-    /// The last kill record for `uid` (and `pid`, when stockade sees the server's global pid)
-    /// that reaches the log within `wait` (the kernel's audit thread writes it asynchronously).
+    /// The last kill record for `uid` that reaches the log within `wait` (the kernel's audit
+    /// thread writes it asynchronously). One whose pid is `pid` wins at once; without one (the
+    /// server's pid as stockade sees it need not be the kernel's global pid, e.g. in a
+    /// container), the last record of the uid is taken at the deadline.
     pub fn find(
         &mut self,
         uid: u32,
@@ -988,34 +990,38 @@ impl KillLog {
     ) -> Option<Killed> {
         use std::io::Read;
         let end = std::time::Instant::now() + wait;
-        let mut found = None;
+        let mut by_uid = None;
         let mut buf = vec![0u8; 8192];
         loop {
             match self.0.read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => {
-                    if let Some(k) =
-                        parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid, pid)
+                    if let Some((k, record_pid)) =
+                        parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid)
                     {
-                        found = Some(k);
+                        if pid.is_some_and(|p| p == record_pid) {
+                            return Some(k);
+                        }
+                        by_uid = Some(k);
                     }
                     continue;
                 }
                 // Records overwritten before we read them: carry on with the next.
                 Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
-                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return found,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return by_uid,
                 Err(_) => {}
             }
-            if found.is_some() || std::time::Instant::now() >= end {
-                return found;
+            if (pid.is_none() && by_uid.is_some()) || std::time::Instant::now() >= end {
+                return by_uid;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }
 
-/// `audit: type=1326 ... uid=U ... pid=P ... sig=31 arch=c000003e syscall=N ...`
-pub fn parse_kill_record(record: &str, uid: u32, pid: Option<i32>) -> Option<Killed> {
+/// `audit: type=1326 ... uid=U ... pid=P ... sig=31 arch=c000003e syscall=N ...` for `uid`:
+/// the syscall and the record's pid.
+pub fn parse_kill_record(record: &str, uid: u32) -> Option<(Killed, i32)> {
     let text = record.split_once(';').map_or(record, |(_, t)| t);
     if !text.contains("type=1326") {
         return None;
@@ -1028,15 +1034,11 @@ pub fn parse_kill_record(record: &str, uid: u32, pid: Option<i32>) -> Option<Kil
     if field("sig") != Some(sigsys.as_str()) || field("uid") != Some(uid.to_string().as_str()) {
         return None;
     }
-    if let Some(pid) = pid {
-        if field("pid") != Some(pid.to_string().as_str()) {
-            return None;
-        }
-    }
-    Some(Killed {
+    let killed = Killed {
         syscall: field("syscall")?.parse().ok()?,
         arch: u32::from_str_radix(field("arch")?, 16).ok()?,
-    })
+    };
+    Some((killed, field("pid")?.parse().ok()?))
 }
 
 /// The one line stockade prints when the server died of SIGSYS: which syscall, and what to
@@ -1446,5 +1448,33 @@ mod tests {
             );
             assert_eq!(answer(&p, "fchmod", [0; 6]), ENOSYS, "{name}");
         }
+    }
+
+    #[test]
+    fn kill_records_are_read_field_by_field() {
+        let r = "12,3456,652037169,-;audit: type=1326 audit(1796191249.014:2): auid=4294967295 \
+                 uid=65534 gid=65534 ses=4294967295 pid=30859 comm=\"probe\" exe=\"/p\" sig=31 \
+                 arch=c000003e syscall=165 compat=0 ip=0x7f31f72b1e5a code=0x80000000";
+        let k = Killed {
+            syscall: 165,
+            arch: 0xc000_003e,
+        };
+        assert_eq!(parse_kill_record(r, 65534), Some((k, 30859)));
+        // Another uid (auid is not uid), another signal, another record type.
+        assert_eq!(parse_kill_record(r, 4294967295), None);
+        assert_eq!(
+            parse_kill_record(&r.replace("sig=31", "sig=9"), 65534),
+            None
+        );
+        assert_eq!(parse_kill_record(&r.replace("1326", "1300"), 65534), None);
+        let p = plan(NET).unwrap();
+        let line = explain_kill(&p, Some(k), true);
+        assert!(
+            line.contains("'mount' (nr 165)") && line.contains("fixed kill set"),
+            "{line}"
+        );
+        let line = explain_kill(&p, Some(Killed { syscall: 105, ..k }), true);
+        assert!(line.contains("add 'setuid' to [seccomp] allow"), "{line}");
+        assert!(explain_kill(&p, None, false).contains("not readable"));
     }
 }

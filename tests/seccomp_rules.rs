@@ -51,33 +51,37 @@ fn a_seccomp_kill_names_the_syscall() {
     require_root();
     let _serial = serial();
     let sb = Sandbox::new();
-    let p = sb.profile(free_port(), "");
-    let out = confined(&p, &sb.probe(), &["ptrace", "1"]);
-    assert_eq!(out.status.code(), Some(159));
-    let err = stderr(&out);
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("killed by seccomp"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(
-        lines[0].starts_with("stockade: ")
-            && lines[0].contains("'ptrace' (nr 101)")
-            && lines[0].contains("fixed kill set"),
-        "{err}"
-    );
-    // A syscall the profile itself kills: the line says what to change.
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(
-        &p,
-        text.replacen("allow = [", "kill = [\"@setid\"]\nallow = [", 1),
-    )
-    .unwrap();
-    let out = confined(&p, &sb.probe(), &["setuid0"]);
-    assert_eq!(out.status.code(), Some(159));
-    let err = stderr(&out);
-    assert!(
-        err.contains("'setuid' (nr 105)") && err.contains("from [seccomp] kill"),
-        "{err}"
-    );
+    // With the PID namespace the supervisor sees a local pid (the record is matched by uid);
+    // without, by the global pid.
+    for extra in ["", "[supervise]\npid_namespace = \"never\"\n"] {
+        let p = sb.profile(free_port(), extra);
+        let out = confined(&p, &sb.probe(), &["ptrace", "1"]);
+        assert_eq!(out.status.code(), Some(159));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("killed by seccomp"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{extra}: {err}");
+        assert!(
+            lines[0].starts_with("stockade: ")
+                && lines[0].contains("'ptrace' (nr 101)")
+                && lines[0].contains("fixed kill set"),
+            "{extra}: {err}"
+        );
+        // A syscall the profile itself kills: the line says what to change.
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            text.replacen("allow = [", "kill = [\"@setid\"]\nallow = [", 1),
+        )
+        .unwrap();
+        let out = confined(&p, &sb.probe(), &["setuid0"]);
+        assert_eq!(out.status.code(), Some(159));
+        let err = stderr(&out);
+        assert!(
+            err.contains("'setuid' (nr 105)") && err.contains("from [seccomp] kill"),
+            "{extra}: {err}"
+        );
+    }
 }
