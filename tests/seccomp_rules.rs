@@ -85,3 +85,43 @@ fn a_seccomp_kill_names_the_syscall() {
         );
     }
 }
+
+#[test]
+fn an_ambiguous_rule_is_refused_with_its_position_and_nothing_starts() {
+    require_root();
+    let _serial = serial();
+    let sb = Sandbox::new();
+    let marker = sb.path("rw/started");
+    for (rule, says) in [
+        // A deny compared on 64 bits of an int would be bypassed through the high bits: the width
+        // must be stated.
+        ("when = [{ arg = 1, eq = 0x5413 }]", "missing field `width`"),
+        (
+            "when = [{ arg = 1, width = 32, mask = 0xf, eq = 0x10 }]",
+            "ambiguous",
+        ),
+        (
+            "when = [{ arg = 1, width = 32, eq = 1 }]\naction = \"errno:EBOGUS\"",
+            "unknown rule action",
+        ),
+    ] {
+        let p = sb.profile(free_port(), "");
+        let action = if rule.contains("action") {
+            ""
+        } else {
+            "\naction = \"errno:EPERM\""
+        };
+        let text = std::fs::read_to_string(&p).unwrap().replacen(
+            "[env]",
+            &format!("[[seccomp.rules]]\nsyscall = \"ioctl\"\n{rule}{action}\n[env]"),
+            1,
+        );
+        std::fs::write(&p, text).unwrap();
+        let out = confined(&p, "/usr/bin/touch", &[marker.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(65), "{err}");
+        assert!(err.starts_with("stockade: ") && err.contains(says), "{err}");
+        assert!(err.contains("profile.toml:"), "no position: {err}");
+        assert!(!marker.exists());
+    }
+}
