@@ -236,7 +236,7 @@ pub struct SeccompRule {
     /// Every condition must hold (AND); none means always.
     #[serde(default)]
     pub when: Vec<ArgCondition>,
-    /// `allow`, `errno:NAME` or `kill_process`.
+    /// `allow`, `errno:NAME`, `kill_process` or `default` (the profile's default action).
     pub action: Spanned<String>,
 }
 

@@ -978,50 +978,64 @@ impl KillLog {
         self.0.as_raw_fd()
     }
 
-    /// The last kill record for `uid` that reaches the log within `wait` (the kernel's audit
-    /// thread writes it asynchronously). One whose pid is `pid` wins at once; without one (the
-    /// server's pid as stockade sees it need not be the kernel's global pid, e.g. in a
-    /// container), the last record of the uid is taken at the deadline.
+    /// The kill record for the server among those of `uid` that reach the log within `wait`
+    /// (the kernel's audit thread writes them asynchronously). One whose pid is `pid` wins at
+    /// once (the server's pid as stockade sees it is the kernel's global one only outside a PID
+    /// namespace); else, at the deadline, the last one whose executable is `exe`, else the last
+    /// one of the uid.
     pub fn find(
         &mut self,
         uid: u32,
         pid: Option<i32>,
+        exe: &std::path::Path,
         wait: std::time::Duration,
     ) -> Option<Killed> {
         use std::io::Read;
         let end = std::time::Instant::now() + wait;
-        let mut by_uid = None;
+        let exe = format!("\"{}\"", exe.display());
+        let (mut by_exe, mut by_uid) = (None, None);
         let mut buf = vec![0u8; 8192];
         loop {
             match self.0.read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => {
-                    if let Some((k, record_pid)) =
-                        parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid)
-                    {
-                        if pid.is_some_and(|p| p == record_pid) {
-                            return Some(k);
+                    if let Some(r) = parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid) {
+                        if pid.is_some_and(|p| p == r.pid) {
+                            return Some(r.killed);
                         }
-                        by_uid = Some(k);
+                        if r.exe.as_deref() == Some(exe.as_str()) {
+                            by_exe = Some(r.killed);
+                        }
+                        by_uid = Some(r.killed);
                     }
                     continue;
                 }
                 // Records overwritten before we read them: carry on with the next.
                 Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
-                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return by_uid,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {}
             }
-            if (pid.is_none() && by_uid.is_some()) || std::time::Instant::now() >= end {
-                return by_uid;
+            if std::time::Instant::now() >= end {
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        by_exe.or(by_uid)
     }
 }
 
-/// `audit: type=1326 ... uid=U ... pid=P ... sig=31 arch=c000003e syscall=N ...` for `uid`:
-/// the syscall and the record's pid.
-pub fn parse_kill_record(record: &str, uid: u32) -> Option<(Killed, i32)> {
+/// One seccomp kill record of the uid asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillRecord {
+    pub killed: Killed,
+    pub pid: i32,
+    /// As the kernel wrote it: quoted, or hex when the path holds special characters.
+    pub exe: Option<String>,
+}
+
+/// `audit: type=1326 ... uid=U ... pid=P ... exe="E" sig=31 arch=c000003e syscall=N ...`, if
+/// it is a SIGSYS kill of `uid`.
+pub fn parse_kill_record(record: &str, uid: u32) -> Option<KillRecord> {
     let text = record.split_once(';').map_or(record, |(_, t)| t);
     if !text.contains("type=1326") {
         return None;
@@ -1034,11 +1048,14 @@ pub fn parse_kill_record(record: &str, uid: u32) -> Option<(Killed, i32)> {
     if field("sig") != Some(sigsys.as_str()) || field("uid") != Some(uid.to_string().as_str()) {
         return None;
     }
-    let killed = Killed {
-        syscall: field("syscall")?.parse().ok()?,
-        arch: u32::from_str_radix(field("arch")?, 16).ok()?,
-    };
-    Some((killed, field("pid")?.parse().ok()?))
+    Some(KillRecord {
+        killed: Killed {
+            syscall: field("syscall")?.parse().ok()?,
+            arch: u32::from_str_radix(field("arch")?, 16).ok()?,
+        },
+        pid: field("pid")?.parse().ok()?,
+        exe: field("exe").map(str::to_string),
+    })
 }
 
 /// The one line stockade prints when the server died of SIGSYS: which syscall, and what to
@@ -1046,7 +1063,7 @@ pub fn parse_kill_record(record: &str, uid: u32) -> Option<(Killed, i32)> {
 pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) -> String {
     let Some(k) = killed else {
         let why = if have_log {
-            "no seccomp record for it reached the kernel log (audit off?)"
+            "no seccomp record for it reached the kernel log (audit off, an audit daemon took it, or the kernel's printk rate limit dropped it)"
         } else {
             "the kernel log (/dev/kmsg) was not readable (needs root: CAP_SYSLOG)"
         };
@@ -1459,7 +1476,14 @@ mod tests {
             syscall: 165,
             arch: 0xc000_003e,
         };
-        assert_eq!(parse_kill_record(r, 65534), Some((k, 30859)));
+        assert_eq!(
+            parse_kill_record(r, 65534),
+            Some(KillRecord {
+                killed: k,
+                pid: 30859,
+                exe: Some("\"/p\"".into())
+            })
+        );
         // Another uid (auid is not uid), another signal, another record type.
         assert_eq!(parse_kill_record(r, 4294967295), None);
         assert_eq!(

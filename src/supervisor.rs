@@ -369,10 +369,10 @@ impl Supervisor<'_> {
         // As PID 1 of our own namespace we see a local pid; the record holds the global one.
         let pid = (!self.pid1).then_some(server.as_raw());
         let have_log = self.kill_log.is_some();
-        let killed = self
-            .kill_log
-            .as_mut()
-            .and_then(|l| l.find(self.plan.identity.uid, pid, Duration::from_millis(500)));
+        let killed = self.kill_log.as_mut().and_then(|l| {
+            let wait = Duration::from_millis(if pid.is_some() { 500 } else { 300 });
+            l.find(self.plan.identity.uid, pid, &self.plan.exe, wait)
+        });
         eprintln!(
             "stockade: {}",
             crate::seccomp_policy::explain_kill(&self.plan.seccomp, killed, have_log)
