@@ -138,3 +138,67 @@ fn an_ambiguous_rule_is_refused_with_its_position_and_nothing_starts() {
         assert!(!marker.exists());
     }
 }
+
+/// A real libuv event loop (Node.js; libuv 1.46 here, told to use io_uring) probes io_uring and
+/// falls back to its thread pool on ENOSYS. b33bc58 killed io_uring_setup: the server died with
+/// exit 159 and no message (checked by hand with the b33bc58 binary).
+#[test]
+fn a_libuv_server_falls_back_from_io_uring_and_serves() {
+    require_root();
+    let _serial = serial();
+    use std::io::{BufRead, Read, Write};
+    let sb = Sandbox::new();
+    let port = free_port();
+    let p = sb.profile(port, "");
+    let text = std::fs::read_to_string(&p).unwrap().replacen(
+        "set = { PATH = \"/usr/bin:/bin\" }",
+        "set = { PATH = \"/usr/bin:/bin\", HOME = \"/nonexistent\", UV_USE_IO_URING = \"1\" }",
+        1,
+    );
+    assert!(
+        text.contains("UV_USE_IO_URING"),
+        "test profile's [env] changed"
+    );
+    std::fs::write(&p, text).unwrap();
+    // Each request reads a file through libuv's fs layer, the part that uses io_uring.
+    let script = format!(
+        "require('http').createServer((q, r) => require('fs').readFile('{}', (e, d) => \
+         r.end(e ? 'err ' + e.code : 'file ' + d.length))).listen({port}, '127.0.0.1', \
+         () => console.log('listening'))",
+        sb.path("ro/model.bin").display()
+    );
+    let mut child = std::process::Command::new(stockade())
+        .arg("--profile")
+        .arg(&p)
+        .args(["--", "/usr/bin/node", "-e", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    if first.trim() != "listening" {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("node did not come up ({status}): {first} {err}");
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let alive = child.try_wait().unwrap().is_none();
+    kill_and_reap(&mut child);
+    assert!(alive, "the server died");
+    assert!(reply.ends_with("file 7"), "{reply}");
+}
