@@ -9,7 +9,8 @@
 //! execs CMD: the fail-closed harness).
 //! Terminal and egress (seccomp helper): tiocsti TEXT, tiocsti-high TEXT (request with high bits
 //! set), tioclinux, read-line, socket DOMAIN TYPE PROTO [PORT] (connect to 127.0.0.1:PORT),
-//! udp-send PORT, fastopen PORT, tcp-self PORT, socketpair DOMAIN TYPE, syscall-args NAME A B.
+//! udp-send PORT, fastopen PORT, tcp-self PORT, socketpair DOMAIN TYPE, syscall-args NAME A B,
+//! winsize (prints the terminal's size, waits for SIGWINCH, prints it again).
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -128,6 +129,7 @@ fn main() {
         "nolandlock" => no_landlock(&args[1..]),
         "tiocsti" => inject(&arg(1), 0),
         "tiocsti-high" => inject(&arg(1), 1 << 32),
+        "winsize" => winsize_change(),
         "tioclinux" => {
             let mut sub = 2u8; // TIOCL_SETSEL: on a pty the kernel says ENOTTY/EINVAL, not EPERM
             // SAFETY: TIOCLINUX reads one byte (the subcode) from a valid pointer.
@@ -299,4 +301,30 @@ fn loopback(port: u16) -> nix::libc::sockaddr_in {
         },
         sin_zero: [0; 8],
     }
+}
+
+fn winsize_change() -> Result<(), Errno> {
+    // SIGWINCH blocked first, so a change after "ready" is not lost.
+    let winch = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGWINCH);
+    winch.thread_block()?;
+    let (r, c) = winsize()?;
+    println!("ready size={r}x{c}");
+    let _ = std::io::stdout().flush();
+    winch.wait()?;
+    let (r, c) = winsize()?;
+    println!("sigwinch size={r}x{c}");
+    Ok(())
+}
+
+/// TIOCGWINSZ on fd 0: an ioctl the terminal rule must leave alone.
+fn winsize() -> Result<(u16, u16), Errno> {
+    let mut w = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer.
+    raw(unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut w) }.into())?;
+    Ok((w.ws_row, w.ws_col))
 }

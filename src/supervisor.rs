@@ -206,18 +206,23 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     code
 }
 
-/// Our process group, if it holds the terminal's foreground (the server takes it over).
-fn terminal_foreground() -> Option<Pid> {
+/// Our pid and process group, if the group holds the terminal's foreground (the server takes it
+/// over).
+fn terminal_foreground() -> Option<(Pid, Pid)> {
     let ours = nix::unistd::getpgrp();
-    // 0: our group is outside our PID namespace (the inner supervisor); the outer hands back.
-    (ours.as_raw() != 0 && nix::unistd::tcgetpgrp(std::io::stdin()).ok() == Some(ours))
-        .then_some(ours)
+    (nix::unistd::tcgetpgrp(std::io::stdin()).ok() == Some(ours))
+        .then_some((nix::unistd::getpid(), ours))
 }
 
-/// Give the terminal's foreground back to `group` once the server is gone: otherwise it stays
-/// with the server's dead group and the next reader of the terminal (the shell) gets EIO.
-fn hand_back_terminal(group: Option<Pid>) {
-    let Some(group) = group else { return };
+/// Give the terminal's foreground back to our group once the server is gone: otherwise it stays
+/// with the server's dead group and the next reader of the terminal (the shell) gets EIO. Only
+/// the process that noted it: the inner half of a PID namespace returns through here too, but
+/// cannot name the group (the outer half hands back after it).
+fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
+    let Some((pid, group)) = noted else { return };
+    if pid != nix::unistd::getpid() {
+        return;
+    }
     let stdin = std::io::stdin();
     if nix::unistd::tcgetpgrp(&stdin).ok() == Some(group) {
         return;

@@ -170,23 +170,28 @@ fn ctrl_c_gives_130_and_the_terminal_comes_back_to_the_shell() {
     require_root();
     let _serial = serial();
     let sb = Sandbox::new();
-    sb.profile(free_port(), "");
-    let script = format!(
-        "{}; echo \"rc=$?\"; read l; echo \"got=[$l]\"",
-        confined_cmd(&sb, "sleep 30")
-    );
-    let mut pty = Pty::start(&script);
-    let shell = i32::try_from(pty.shell.id()).unwrap();
-    pty.wait_for("ready", Duration::from_secs(20));
-    // The server holds the foreground while it runs (job control reaches it, as under a shell).
-    assert_ne!(pty.foreground(), shell);
-    pty.type_in(&[0x03]); // Ctrl-C
-    pty.wait_for("rc=130", Duration::from_secs(20));
-    // Handed back: the shell is the foreground again and reads what is typed (no EIO).
-    assert_eq!(pty.foreground(), shell);
-    pty.type_in(b"after\n");
-    pty.wait_for("got=[after]", Duration::from_secs(10));
-    pty.finish();
+    // With the PID namespace (the outer half hands back) and without (the supervisor does).
+    for extra in ["", "[supervise]\npid_namespace = \"never\"\n"] {
+        sb.profile(free_port(), extra);
+        let script = format!(
+            "{}; echo \"rc=$?\"; read l; echo \"got=[$l]\"",
+            confined_cmd(&sb, "sleep 30")
+        );
+        let mut pty = Pty::start(&script);
+        let shell = i32::try_from(pty.shell.id()).unwrap();
+        pty.wait_for("ready", Duration::from_secs(20));
+        // The server holds the foreground while it runs (job control reaches it, as under a
+        // shell).
+        assert_ne!(pty.foreground(), shell, "{extra}");
+        pty.type_in(&[0x03]); // Ctrl-C
+        pty.wait_for("rc=130", Duration::from_secs(20));
+        // Handed back: the shell is the foreground again and reads what is typed (no EIO).
+        assert_eq!(pty.foreground(), shell, "{extra}");
+        pty.type_in(b"after\n");
+        let seen = pty.wait_for("got=[after]", Duration::from_secs(10));
+        assert!(!seen.contains("WARN"), "{extra}: {seen}");
+        pty.finish();
+    }
 }
 
 #[test]
@@ -201,5 +206,34 @@ fn a_confined_repl_reads_its_terminal() {
     pty.type_in(b"2+2\n");
     let seen = pty.wait_for("rc=", Duration::from_secs(20));
     assert!(seen.contains("line=2+2") && seen.contains("rc=0"), "{seen}");
+    pty.finish();
+}
+
+/// Window-size changes reach the server (SIGWINCH to the foreground group it holds) and it reads
+/// the new size with TIOCGWINSZ, an ioctl the terminal rule leaves alone.
+#[test]
+fn window_size_changes_reach_the_server() {
+    require_root();
+    let _serial = serial();
+    let sb = Sandbox::new();
+    sb.profile(free_port(), "");
+    let script = format!("{}; echo \"rc=$?\"", confined_cmd(&sb, "winsize"));
+    let mut pty = Pty::start(&script);
+    pty.wait_for("ready size=", Duration::from_secs(20));
+    // stty on the slave sets the size (TIOCSWINSZ); the kernel signals the foreground group.
+    let tty = nix::unistd::ttyname(&pty.slave).unwrap();
+    let out = run(
+        Command::new("stty")
+            .arg("-F")
+            .arg(&tty)
+            .args(["rows", "41", "cols", "113"]),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = pty.wait_for("rc=", Duration::from_secs(20));
+    assert!(
+        seen.contains("sigwinch size=41x113") && seen.contains("rc=0"),
+        "{seen}"
+    );
     pty.finish();
 }
