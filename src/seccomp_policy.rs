@@ -572,6 +572,16 @@ fn fixed(name: &str, allow_udp: bool) -> Fixed {
     }
 }
 
+/// The syscalls `fixed` has rules for.
+const FIXED_RULE_SYSCALLS: &[&str] = &[
+    "ioctl",
+    "socket",
+    "socketpair",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+];
+
 /// One-line descriptions of the fixed rules, for the dry run.
 pub fn fixed_rule_summary(allow_udp: bool) -> Vec<String> {
     let mut v = vec![
@@ -879,6 +889,11 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
     let mut names: BTreeSet<&String> = allowed.keys().collect();
     names.extend(conditional.keys());
     names.extend(ruled.keys());
+    // A default that lets calls through (`log`) must not let the fixed refusals through.
+    let fixed_names: Vec<String> = FIXED_RULE_SYSCALLS.iter().map(|n| n.to_string()).collect();
+    if default == Action::Log {
+        names.extend(fixed_names.iter());
+    }
     let mut allowed_plain = Vec::new();
     let mut argument_checked = Vec::new();
     for name in names {
@@ -1500,5 +1515,26 @@ mod tests {
         let line = explain_kill(&p, Some(Killed { syscall: 105, ..k }), true);
         assert!(line.contains("add 'setuid' to [seccomp] allow"), "{line}");
         assert!(explain_kill(&p, None, false).contains("not readable"));
+    }
+
+    /// Learn mode (`default_action = "log"`) lets unlisted calls through, but not the fixed
+    /// refusals.
+    #[test]
+    fn a_log_default_keeps_the_fixed_refusals() {
+        let p = plan("[seccomp]\ndefault_action = \"log\"\nallow = []\n").unwrap();
+        const LOG: u32 = 0x7ffc_0000;
+        assert_eq!(
+            answer(&p, "ioctl", [0, TIOCSTI | 1 << 32, 0, 0, 0, 0]),
+            err(1)
+        );
+        assert_eq!(answer(&p, "ioctl", [0, 0x5413, 0, 0, 0, 0]), LOG);
+        assert_eq!(answer(&p, "socket", [2, 2, 0, 0, 0, 0]), err(93));
+        assert_eq!(answer(&p, "socket", [16, 3, 0, 0, 0, 0]), err(97));
+        assert_eq!(answer(&p, "socket", [2, 1, 0, 0, 0, 0]), LOG);
+        assert_eq!(answer(&p, "sendto", [0, 0, 0, MSG_FASTOPEN, 0, 0]), err(95));
+        assert_eq!(answer(&p, "getpid", [0; 6]), LOG);
+        for name in FIXED_RULE_SYSCALLS {
+            assert!(p.conditional.iter().any(|c| c == name), "{name}");
+        }
     }
 }
