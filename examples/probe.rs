@@ -8,6 +8,10 @@
 //! fds, cwd, listen-fds (systemd socket activation: print LISTEN_*, then accept one connection
 //! on fd 3 and answer it), nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
+//! Terminal and egress (seccomp helper): tiocsti TEXT, tiocsti-high TEXT (request with high bits
+//! set), tioclinux, read-line, socket DOMAIN TYPE PROTO [PORT] (connect to 127.0.0.1:PORT),
+//! udp-send PORT, fastopen PORT, tcp-self PORT, socketpair DOMAIN TYPE, syscall-args NAME A B,
+//! winsize (prints the terminal's size, waits for SIGWINCH, prints it again).
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -126,6 +130,65 @@ fn main() {
         "cwd" => io(std::env::current_dir().map(|d| println!("cwd={}", d.display()))),
         "listen-fds" => listen_fds(),
         "nolandlock" => no_landlock(&args[1..]),
+        "tiocsti" => inject(&arg(1), 0),
+        "tiocsti-high" => inject(&arg(1), 1 << 32),
+        "winsize" => winsize_change(),
+        "tioclinux" => {
+            let mut sub = 2u8; // TIOCL_SETSEL: on a pty the kernel says ENOTTY/EINVAL, not EPERM
+            // SAFETY: TIOCLINUX reads one byte (the subcode) from a valid pointer.
+            raw(unsafe { nix::libc::syscall(nix::libc::SYS_ioctl, 0, 0x541Cu64, &mut sub) })
+        }
+        "read-line" => {
+            let mut line = String::new();
+            io(std::io::stdin().read_line(&mut line).map(|_| {
+                println!("line={}", line.trim_end());
+            }))
+        }
+        "socket" => {
+            let n = |i: usize| -> i32 { arg(i).parse().unwrap() };
+            socket_then(n(1), n(2), n(3), arg(4).parse().ok())
+        }
+        "udp-send" => {
+            let port: u16 = arg(1).parse().unwrap();
+            io(std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.send_to(b"escaped", ("127.0.0.1", port)).map(drop)))
+        }
+        "fastopen" => fastopen(arg(1).parse().unwrap()),
+        "tcp-self" => {
+            let port: u16 = arg(1).parse().unwrap();
+            io(
+                std::net::TcpListener::bind(("127.0.0.1", port)).and_then(|l| {
+                    let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    let (mut s, _) = l.accept()?;
+                    s.write_all(b"x")?;
+                    drop(c);
+                    Ok(())
+                }),
+            )
+        }
+        "socketpair" => {
+            let mut fds = [0i32; 2];
+            let (d, t): (i32, i32) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            // SAFETY: socketpair writes two ints into a valid array.
+            let r = raw(unsafe { nix::libc::socketpair(d, t, 0, fds.as_mut_ptr()) }.into());
+            if r.is_ok() {
+                // SAFETY: both fds were just created by socketpair.
+                unsafe {
+                    nix::libc::close(fds[0]);
+                    nix::libc::close(fds[1]);
+                }
+            }
+            r
+        }
+        "syscall-args" => {
+            let nr = match arg(1).as_str() {
+                "getppid" => nix::libc::SYS_getppid,
+                other => panic!("syscall-args: unknown syscall {other}"),
+            };
+            let (a, b): (u64, u64) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            // SAFETY: getppid ignores its argument registers.
+            raw(unsafe { nix::libc::syscall(nr, a, b) })
+        }
         other => {
             eprintln!("probe: unknown op '{other}'");
             std::process::exit(2);
@@ -199,4 +262,96 @@ fn listen_fds() -> Result<(), Errno> {
         .accept()
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
     io(writeln!(conn, "pid={pid} listen_pid={}", var("LISTEN_PID")))
+}
+
+/// TIOCSTI each byte of `text` into fd 0, the request ORed with `high` (the kernel reads only
+/// the low 32 bits, so a filter comparing 64 would miss it). Stops at the first error.
+fn inject(text: &str, high: u64) -> Result<(), Errno> {
+    let text = text.replace("\\n", "\n");
+    for b in text.as_bytes() {
+        // SAFETY: TIOCSTI reads one byte from a valid pointer.
+        raw(unsafe { nix::libc::syscall(nix::libc::SYS_ioctl, 0, 0x5412u64 | high, b) })?;
+    }
+    Ok(())
+}
+
+/// socket(d, t, p); with a port, also connect it to 127.0.0.1:port (AF_INET).
+fn socket_then(d: i32, t: i32, p: i32, port: Option<u16>) -> Result<(), Errno> {
+    // SAFETY: socket takes three integers.
+    let fd = unsafe { nix::libc::socket(d, t, p) };
+    raw(fd.into())?;
+    let r = match port {
+        Some(port) => {
+            let sin = loopback(port);
+            // SAFETY: fd is the socket just created; the address is a valid sockaddr_in.
+            raw(unsafe { nix::libc::connect(fd, std::ptr::from_ref(&sin).cast(), SIN_LEN) }.into())
+        }
+        None => Ok(()),
+    };
+    // SAFETY: fd is ours.
+    unsafe { nix::libc::close(fd) };
+    r
+}
+
+/// A TCP Fast Open send: connects without connect(2), past Landlock's connect rule (< 7.2).
+fn fastopen(port: u16) -> Result<(), Errno> {
+    // SAFETY: socket takes three integers.
+    let fd = unsafe { nix::libc::socket(nix::libc::AF_INET, nix::libc::SOCK_STREAM, 0) };
+    raw(fd.into())?;
+    let sin = loopback(port);
+    // SAFETY: one valid byte and a valid sockaddr_in.
+    let r = raw(unsafe {
+        nix::libc::sendto(
+            fd,
+            b"x".as_ptr().cast(),
+            1,
+            nix::libc::MSG_FASTOPEN,
+            std::ptr::from_ref(&sin).cast(),
+            SIN_LEN,
+        )
+    } as nix::libc::c_long);
+    // Give the handshake a moment before the close, so an accept outside would see it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: fd is ours.
+    unsafe { nix::libc::close(fd) };
+    r
+}
+
+const SIN_LEN: nix::libc::socklen_t = std::mem::size_of::<nix::libc::sockaddr_in>() as _;
+
+fn loopback(port: u16) -> nix::libc::sockaddr_in {
+    nix::libc::sockaddr_in {
+        sin_family: nix::libc::AF_INET as nix::libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: nix::libc::in_addr {
+            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn winsize_change() -> Result<(), Errno> {
+    // SIGWINCH blocked first, so a change after "ready" is not lost.
+    let winch = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGWINCH);
+    winch.thread_block()?;
+    let (r, c) = winsize()?;
+    println!("ready size={r}x{c}");
+    let _ = std::io::stdout().flush();
+    winch.wait()?;
+    let (r, c) = winsize()?;
+    println!("sigwinch size={r}x{c}");
+    Ok(())
+}
+
+/// TIOCGWINSZ on fd 0: an ioctl the terminal rule must leave alone.
+fn winsize() -> Result<(u16, u16), Errno> {
+    let mut w = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer.
+    raw(unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut w) }.into())?;
+    Ok((w.ws_row, w.ws_col))
 }

@@ -221,6 +221,44 @@ pub struct SeccompSection {
     /// Syscalls allowed only when an argument matches.
     #[serde(default)]
     pub allow_if: Vec<ArgRule>,
+    /// Ordered argument rules with their own action (first match wins), checked after
+    /// stockade's fixed rules and before `allow_if`.
+    #[serde(default)]
+    pub rules: Vec<SeccompRule>,
+    /// Let the server create UDP sockets (AF_INET/AF_INET6 SOCK_DGRAM); refused by default.
+    #[serde(default)]
+    pub allow_udp: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompRule {
+    pub syscall: Spanned<String>,
+    /// Every condition must hold (AND); none means always.
+    #[serde(default)]
+    pub when: Vec<ArgCondition>,
+    /// `allow`, `errno:NAME`, `kill_process` or `default` (the profile's default action).
+    pub action: Spanned<String>,
+}
+
+/// `(arg & mask) == value` for one of `eq`/`any_of`, or `bits_clear`/`bits_set`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgCondition {
+    pub arg: Spanned<u8>,
+    /// 32 (an `int` argument: only the low half is compared, as the kernel reads it) or 64.
+    /// Required: a 64-bit compare of an `int` lets a deny be bypassed through the high bits.
+    pub width: Spanned<u8>,
+    #[serde(default)]
+    pub mask: Option<u64>,
+    #[serde(default)]
+    pub eq: Option<u64>,
+    #[serde(default)]
+    pub any_of: Option<Vec<u64>>,
+    #[serde(default)]
+    pub bits_clear: Option<u64>,
+    #[serde(default)]
+    pub bits_set: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

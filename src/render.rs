@@ -37,6 +37,8 @@ struct Seccomp<'a> {
     allowed_if_arguments_match: &'a [String],
     kill_process: &'a [String],
     enosys: &'a [String],
+    fixed_rules: &'a [String],
+    udp: bool,
     non_native_arch: &'static str,
     x32: &'static str,
     instructions: usize,
@@ -138,6 +140,8 @@ fn view(plan: &Plan) -> View<'_> {
             allowed_if_arguments_match: &plan.seccomp.conditional,
             kill_process: &plan.seccomp.killed,
             enosys: &plan.seccomp.enosys,
+            fixed_rules: &plan.seccomp.fixed_rules,
+            udp: plan.seccomp.allow_udp,
             non_native_arch: "kill_process",
             x32: "kill_process",
             instructions: plan.seccomp.instruction_count(),
@@ -402,6 +406,18 @@ pub fn text(plan: &Plan) -> String {
         s.enosys.join(", "),
         s.instructions
     );
+    let _ = writeln!(
+        o,
+        "  egress     {}",
+        if s.udp {
+            "TCP and UNIX sockets, UDP allowed (allow_udp)"
+        } else {
+            "TCP and UNIX sockets only (no UDP, SCTP, MPTCP, raw, netlink)"
+        }
+    );
+    for r in s.fixed_rules {
+        let _ = writeln!(o, "  fixed      {r}");
+    }
     for r in v.rlimits {
         let _ = writeln!(
             o,

@@ -15,9 +15,9 @@ use std::str::FromStr;
 use seccompiler::BpfProgram;
 use syscalls::Sysno;
 
-use crate::bpf::{Action, Check};
+use crate::bpf::{Action, Check, Rule, Rules};
 use crate::error::{Error, Result};
-use crate::profile::{ArgRule, Loaded, SeccompSection};
+use crate::profile::{ArgCondition, ArgRule, Loaded, SeccompRule, SeccompSection};
 
 /// Named groups usable as `@name` in `allow` and `kill`.
 pub const GROUPS: &[(&str, &[&str])] = &[
@@ -107,7 +107,6 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         "file-write",
         &[
             "fallocate",
-            "fchmod",
             "fdatasync",
             "flock",
             "fsync",
@@ -124,10 +123,36 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "umask",
             "unlink",
             "unlinkat",
-            "utimensat",
             "write",
             "writev",
             "memfd_create",
+        ],
+    ),
+    (
+        // Owner metadata: Landlock does not govern it, so a server owning files under a
+        // read-only path could change them. Only servers that need it opt in.
+        "file-metadata",
+        &[
+            "chmod",
+            "fchmod",
+            "fchmodat",
+            "fchmodat2",
+            "chown",
+            "fchown",
+            "fchownat",
+            "lchown",
+            "utime",
+            "utimes",
+            "utimensat",
+            "futimesat",
+            "setxattr",
+            "lsetxattr",
+            "fsetxattr",
+            "removexattr",
+            "lremovexattr",
+            "fremovexattr",
+            "setxattrat",
+            "removexattrat",
         ],
     ),
     (
@@ -229,9 +254,6 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "fsopen",
             "fspick",
             "init_module",
-            "io_uring_enter",
-            "io_uring_register",
-            "io_uring_setup",
             "ioperm",
             "iopl",
             "kexec_file_load",
@@ -273,8 +295,16 @@ pub const GROUPS: &[(&str, &[&str])] = &[
 /// Killed whatever the profile says: escape, kernel attack surface and cross-process access.
 const ALWAYS_KILL: &str = "dangerous";
 
-/// Answered with ENOSYS so libc falls back to a call the filter can inspect.
-const ALWAYS_ENOSYS: &[&str] = &["clone3"];
+/// Answered with ENOSYS whatever the profile says: clone3 so libc falls back to clone, whose flags
+/// a rule can inspect (BPF cannot read clone3's struct); io_uring so event loops (libuv, tokio,
+/// liburing users) fall back to epoll: its operations bypass every syscall rule here, and killing
+/// a probe of it took servers down for nothing.
+const ALWAYS_ENOSYS: &[&str] = &[
+    "clone3",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+];
 
 /// Namespace flags a server never needs; `clone` with any of them is refused.
 pub const CLONE_NAMESPACE_FLAGS: u64 = (nix::libc::CLONE_NEWNS
@@ -311,6 +341,9 @@ pub struct SeccompPlan {
     pub conditional: Vec<String>,
     pub killed: Vec<String>,
     pub enosys: Vec<String>,
+    /// stockade's own argument rules, in every profile (dry run).
+    pub fixed_rules: Vec<String>,
+    pub allow_udp: bool,
     pub program: BpfProgram,
 }
 
@@ -390,16 +423,195 @@ fn errno_value(name: &str) -> Option<u32> {
         "EACCES" => nix::libc::EACCES,
         "EINVAL" => nix::libc::EINVAL,
         "ENOTSUP" | "EOPNOTSUPP" => nix::libc::EOPNOTSUPP,
+        "EAFNOSUPPORT" => nix::libc::EAFNOSUPPORT,
+        "EPROTONOSUPPORT" => nix::libc::EPROTONOSUPPORT,
         _ => return None,
     };
     u32::try_from(v).ok()
 }
 
+/// A libc constant that is a small positive number, as a seccomp errno or compare value.
+const fn u(v: i32) -> u32 {
+    v as u32
+}
+
+const ENOSYS: u32 = u(nix::libc::ENOSYS);
+const EPERM: u32 = u(nix::libc::EPERM);
+const EAFNOSUPPORT: u32 = u(nix::libc::EAFNOSUPPORT);
+const EPROTONOSUPPORT: u32 = u(nix::libc::EPROTONOSUPPORT);
+const EOPNOTSUPP: u32 = u(nix::libc::EOPNOTSUPP);
+/// The terminal-injection requests (`_IO('T', 0x12)`, `_IO('T', 0x1C)`).
+pub const TIOCSTI: u64 = 0x5412;
+pub const TIOCLINUX: u64 = 0x541C;
+/// sendto/sendmsg flag that connects without connect(2): Landlock's TCP connect rule misses it
+/// before Linux 7.2.
+pub const MSG_FASTOPEN: u64 = 0x2000_0000;
+
 type Alternatives = Vec<Vec<Check>>;
 
+/// `(arg & mask) == value` on the low 32 bits: how every fixed rule reads `int` arguments.
+fn low(arg: u8, mask: u64, value: u64) -> Check {
+    Check {
+        arg,
+        mask,
+        value,
+        low32: true,
+    }
+}
+
+fn eq32(arg: u8, value: u64) -> Check {
+    low(arg, 0xffff_ffff, value)
+}
+
+/// stockade's own argument rules for one syscall, in every profile that lets the syscall through
+/// at all (a profile that does not allow it leaves it to the default action).
+#[derive(Default)]
+struct Fixed {
+    /// Checked first: a match gets its errno whatever the profile says.
+    deny: Vec<Rule>,
+    /// If set, only calls matching one of these alternatives reach the profile's rules.
+    gate: Option<Gate>,
+}
+
+struct Gate {
+    pass: Alternatives,
+    /// Checked (in order) for calls no alternative passed; then `fallback`.
+    refuse: Vec<Rule>,
+    fallback: Action,
+}
+
+/// Every combination of one value per check position.
+fn product(options: &[Vec<Check>]) -> Alternatives {
+    options.iter().fold(vec![Vec::new()], |acc, opts| {
+        acc.iter()
+            .flat_map(|prefix| {
+                opts.iter().map(move |c| {
+                    let mut v = prefix.clone();
+                    v.push(*c);
+                    v
+                })
+            })
+            .collect()
+    })
+}
+
+/// The fixed rules: no terminal injection, and egress only over plain TCP and UNIX sockets.
+fn fixed(name: &str, allow_udp: bool) -> Fixed {
+    let af_unix = u64::from(u(nix::libc::AF_UNIX));
+    let inet = [u(nix::libc::AF_INET), u(nix::libc::AF_INET6)].map(u64::from);
+    let (stream, dgram, seqpacket) = (
+        u64::from(u(nix::libc::SOCK_STREAM)),
+        u64::from(u(nix::libc::SOCK_DGRAM)),
+        u64::from(u(nix::libc::SOCK_SEQPACKET)),
+    );
+    let tcp = u64::from(u(nix::libc::IPPROTO_TCP));
+    let udp = u64::from(u(nix::libc::IPPROTO_UDP));
+    // socket's type carries SOCK_NONBLOCK|SOCK_CLOEXEC above the kind (the kernel masks 0xf).
+    let kind = |k: u64| low(1, 0xf, k);
+    let refuse = |checks: Vec<Check>, errno: u32| Rule {
+        checks,
+        action: Action::Errno(errno),
+    };
+    let fastopen = |arg: u8| Fixed {
+        deny: vec![refuse(
+            vec![low(arg, MSG_FASTOPEN, MSG_FASTOPEN)],
+            EOPNOTSUPP,
+        )],
+        gate: None,
+    };
+    match name {
+        "ioctl" => Fixed {
+            deny: [TIOCSTI, TIOCLINUX]
+                .map(|r| refuse(vec![eq32(1, r)], EPERM))
+                .to_vec(),
+            gate: None,
+        },
+        "socket" => {
+            let mut pass = product(&[
+                vec![eq32(0, af_unix)],
+                vec![kind(stream), kind(dgram), kind(seqpacket)],
+                vec![eq32(2, 0)],
+            ]);
+            let ip = inet.map(|d| eq32(0, d)).to_vec();
+            pass.extend(product(&[
+                ip.clone(),
+                vec![kind(stream)],
+                vec![eq32(2, 0), eq32(2, tcp)],
+            ]));
+            if allow_udp {
+                pass.extend(product(&[
+                    ip.clone(),
+                    vec![kind(dgram)],
+                    vec![eq32(2, 0), eq32(2, udp)],
+                ]));
+            }
+            let known = std::iter::once(af_unix).chain(inet);
+            Fixed {
+                deny: Vec::new(),
+                gate: Some(Gate {
+                    pass,
+                    // A family we speak with the wrong type or protocol, then any other family.
+                    refuse: known
+                        .map(|d| refuse(vec![eq32(0, d)], EPROTONOSUPPORT))
+                        .collect(),
+                    fallback: Action::Errno(EAFNOSUPPORT),
+                }),
+            }
+        }
+        "socketpair" => Fixed {
+            deny: Vec::new(),
+            gate: Some(Gate {
+                pass: vec![vec![eq32(0, af_unix)]],
+                refuse: Vec::new(),
+                fallback: Action::Errno(EAFNOSUPPORT),
+            }),
+        },
+        "sendto" | "sendmmsg" => fastopen(3),
+        "sendmsg" => fastopen(2),
+        _ => Fixed::default(),
+    }
+}
+
+/// The syscalls `fixed` has rules for.
+const FIXED_RULE_SYSCALLS: &[&str] = &[
+    "ioctl",
+    "socket",
+    "socketpair",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+];
+
+/// One-line descriptions of the fixed rules, for the dry run.
+pub fn fixed_rule_summary(allow_udp: bool) -> Vec<String> {
+    let mut v = vec![
+        "ioctl TIOCSTI/TIOCLINUX (low 32 bits): EPERM".to_string(),
+        format!(
+            "socket: AF_UNIX stream/dgram/seqpacket, AF_INET/AF_INET6 stream with protocol 0 or TCP{}; \
+             other types/protocols EPROTONOSUPPORT, other families EAFNOSUPPORT",
+            if allow_udp {
+                ", dgram with protocol 0 or UDP (allow_udp)"
+            } else {
+                ""
+            }
+        ),
+        "socketpair: AF_UNIX only, else EAFNOSUPPORT".to_string(),
+        "sendto/sendmsg/sendmmsg with MSG_FASTOPEN: EOPNOTSUPP".to_string(),
+    ];
+    if allow_udp {
+        v.push(
+            "UDP ports are not restricted: this stockade enforces no Landlock UDP rights \
+             (Landlock ABI 10)"
+                .to_string(),
+        );
+    }
+    v
+}
+
+/// `allow_if`: conditions on one syscall are ANDed; `any_of` expands into alternatives. Compares
+/// are 64-bit: an allow rule then fails closed when high bits are set.
 fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Alternatives>> {
-    // Conditions on one syscall are ANDed; `any_of` expands into alternatives (OR of rules).
-    let mut alternatives: BTreeMap<String, Alternatives> = BTreeMap::new();
+    let mut options: BTreeMap<String, Vec<Vec<Check>>> = BTreeMap::new();
     for r in rules {
         let name = r.syscall.get_ref().clone();
         if syscall_number(&name).is_none() {
@@ -409,12 +621,11 @@ fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Alte
         if arg > 5 {
             return Err(loaded.err(r.arg.span(), format!("argument index {arg} is not 0..=5")));
         }
-        let options: Vec<Check> = match (&r.any_of, r.bits_clear) {
-            (Some(values), None) if !values.is_empty() => values
-                .iter()
-                .map(|v| Check::Equals { arg, value: *v })
-                .collect(),
-            (None, Some(mask)) => vec![Check::BitsClear { arg, mask }],
+        let opts: Vec<Check> = match (&r.any_of, r.bits_clear) {
+            (Some(values), None) if !values.is_empty() => {
+                values.iter().map(|v| Check::equals(arg, *v)).collect()
+            }
+            (None, Some(mask)) => vec![Check::bits_clear(arg, mask, false)],
             _ => {
                 return Err(loaded.err(
                     r.syscall.span(),
@@ -422,25 +633,118 @@ fn arg_rules(loaded: &Loaded, rules: &[ArgRule]) -> Result<BTreeMap<String, Alte
                 ));
             }
         };
-        let entry = alternatives.entry(name).or_insert_with(|| vec![Vec::new()]);
-        *entry = entry
-            .iter()
-            .flat_map(|prefix| {
-                options.iter().map(move |c| {
-                    let mut v = prefix.clone();
-                    v.push(*c);
-                    v
-                })
-            })
-            .collect();
+        options.entry(name).or_default().push(opts);
     }
-    if alternatives.values().any(|a| a.len() > 64) {
-        return Err(Error::profile(
-            loaded.at(0..0),
-            "allow_if expands to more than 64 alternatives for one syscall",
-        ));
+    let mut alternatives = BTreeMap::new();
+    for (name, opts) in options {
+        if opts.iter().map(Vec::len).product::<usize>() > 64 {
+            return Err(Error::profile(
+                loaded.at(0..0),
+                format!("allow_if expands to more than 64 alternatives for '{name}'"),
+            ));
+        }
+        alternatives.insert(name, product(&opts));
     }
     Ok(alternatives)
+}
+
+/// `[[seccomp.rules]]`, in order, per syscall.
+fn profile_rules(
+    loaded: &Loaded,
+    rules: &[SeccompRule],
+    default: Action,
+) -> Result<BTreeMap<String, Vec<Rule>>> {
+    let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+    for r in rules {
+        let name = r.syscall.get_ref().clone();
+        if syscall_number(&name).is_none() {
+            return Err(loaded.err(r.syscall.span(), format!("unknown syscall '{name}'")));
+        }
+        let action = match r.action.get_ref().as_str() {
+            "allow" => Action::Allow,
+            "kill_process" => Action::KillProcess,
+            "default" => default,
+            other => {
+                let errno = other.strip_prefix("errno:").and_then(errno_value);
+                Action::Errno(errno.ok_or_else(|| {
+                    loaded.err(
+                        r.action.span(),
+                        format!(
+                            "unknown rule action '{other}' (expected allow, kill_process, \
+                             default or errno:NAME with a known errno)"
+                        ),
+                    )
+                })?)
+            }
+        };
+        let mut options = Vec::new();
+        for c in &r.when {
+            options.push(condition(loaded, c)?);
+        }
+        let alts = product(&options);
+        if alts.len() > 64 {
+            return Err(loaded.err(
+                r.syscall.span(),
+                format!("rule on '{name}' expands to more than 64 alternatives"),
+            ));
+        }
+        let list = out.entry(name).or_default();
+        list.extend(alts.into_iter().map(|checks| Rule { checks, action }));
+    }
+    Ok(out)
+}
+
+/// One `when` entry → its alternatives (more than one only for `any_of`).
+fn condition(loaded: &Loaded, c: &ArgCondition) -> Result<Vec<Check>> {
+    let arg = *c.arg.get_ref();
+    let here = c.arg.span();
+    if arg > 5 {
+        return Err(loaded.err(here, format!("argument index {arg} is not 0..=5")));
+    }
+    let (low32, full) = match *c.width.get_ref() {
+        32 => (true, 0xffff_ffffu64),
+        64 => (false, u64::MAX),
+        w => {
+            return Err(loaded.err(
+                c.width.span(),
+                format!("width {w} is not 32 (an int argument) or 64"),
+            ));
+        }
+    };
+    let mask = c.mask.unwrap_or(full);
+    let values: Vec<(u64, u64)> = match (&c.eq, &c.any_of, c.bits_clear, c.bits_set) {
+        (Some(v), None, None, None) => vec![(mask, *v)],
+        (None, Some(vs), None, None) if !vs.is_empty() => vs.iter().map(|v| (mask, *v)).collect(),
+        (None, None, Some(b), None) if c.mask.is_none() => vec![(b, 0)],
+        (None, None, None, Some(b)) if c.mask.is_none() => vec![(b, b)],
+        _ => {
+            return Err(loaded.err(
+                here,
+                "a condition needs exactly one of eq, any_of (non-empty), bits_clear or \
+                 bits_set (mask only with eq or any_of)",
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (mask, value) in values {
+        if mask & !full != 0 || value & !mask != 0 {
+            return Err(loaded.err(
+                here,
+                format!(
+                    "value {value:#x} or mask {mask:#x} has bits outside the {} compared: \
+                     the condition is ambiguous",
+                    if low32 { "32 bits" } else { "mask" }
+                ),
+            ));
+        }
+        out.push(Check {
+            arg,
+            mask,
+            value,
+            low32,
+        });
+    }
+    Ok(out)
 }
 
 /// AUDIT_ARCH_* of the build target: any other architecture (i386 via `int 0x80`) is killed.
@@ -455,15 +759,83 @@ fn audit_arch() -> u32 {
     }
 }
 
+fn known(name: &str) -> Result<u32> {
+    number_u32(name)
+        .ok_or_else(|| Error::Internal(format!("syscall '{name}' has no number on this arch")))
+}
+
+/// The profile's rules for one syscall under the fixed ones.
+fn compose(fixed: Fixed, profile: Vec<Rule>, otherwise: Action) -> Rules {
+    let mut rules = fixed.deny;
+    let Some(gate) = fixed.gate else {
+        rules.extend(profile);
+        return Rules { rules, otherwise };
+    };
+    let last = Rule {
+        checks: Vec::new(),
+        action: otherwise,
+    };
+    for pass in &gate.pass {
+        for r in profile.iter().chain(std::iter::once(&last)) {
+            let checks: Vec<Check> = pass.iter().chain(&r.checks).copied().collect();
+            let possible = checks
+                .iter()
+                .enumerate()
+                .all(|(i, a)| checks[i + 1..].iter().all(|b| a.compatible(b)));
+            if possible {
+                rules.push(Rule {
+                    checks,
+                    action: r.action,
+                });
+            }
+        }
+    }
+    rules.extend(gate.refuse);
+    Rules {
+        rules,
+        otherwise: gate.fallback,
+    }
+}
+
 /// Compile the profile's seccomp section. Pure: nothing is installed here.
 pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
     let default_action = parse_default(loaded, &s.default_action)?;
+    let default = match &default_action {
+        DefaultAction::Errno(e) => Action::Errno(errno_value(e).ok_or_else(|| {
+            loaded.err(s.default_action.span(), format!("unknown errno name '{e}'"))
+        })?),
+        DefaultAction::KillProcess => Action::KillProcess,
+        DefaultAction::Log => Action::Log,
+    };
     let mut allowed = expand(loaded, &s.allow)?;
     let conditional = arg_rules(loaded, &s.allow_if)?;
+    let ruled = profile_rules(loaded, &s.rules, default)?;
     let mut killed = expand(loaded, &s.kill)?;
-    for name in group(ALWAYS_KILL).unwrap_or(&[]) {
-        if let Some(nr) = syscall_number(name) {
-            killed.insert((*name).to_string(), nr);
+    let always_kill =
+        group(ALWAYS_KILL).ok_or_else(|| Error::Internal(format!("no @{ALWAYS_KILL} group")))?;
+    for name in always_kill {
+        killed.insert((*name).to_string(), i64::from(known(name)?));
+    }
+    // Named explicitly, an always-ENOSYS syscall in allow or kill would be a void promise.
+    for n in s.allow.iter().chain(&s.kill) {
+        if ALWAYS_ENOSYS.contains(&n.get_ref().as_str()) && n.get_ref() != "clone3" {
+            return Err(loaded.err(
+                n.span(),
+                format!(
+                    "'{}' always answers ENOSYS (so event loops fall back): it can be neither \
+                     allowed nor killed",
+                    n.get_ref()
+                ),
+            ));
+        }
+    }
+    for r in &s.rules {
+        let name = r.syscall.get_ref();
+        if ALWAYS_ENOSYS.contains(&name.as_str()) || killed.contains_key(name) {
+            return Err(loaded.err(
+                r.syscall.span(),
+                format!("syscall '{name}' is in the fixed ENOSYS or kill set: no rule applies"),
+            ));
         }
     }
     // A profile cannot allow what stockade always kills, nor list a syscall twice in two ways.
@@ -503,58 +875,79 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         }
     }
     // stockade itself ends with execve in the filtered child.
-    if let Some(nr) = syscall_number("execve") {
-        allowed.insert("execve".into(), nr);
+    allowed.insert("execve".into(), i64::from(known("execve")?));
+    for name in ALWAYS_ENOSYS {
+        allowed.remove(*name);
     }
 
-    // One action per syscall number: kill beats everything, clone3 answers ENOSYS so libc falls
-    // back to clone (whose flags the allow_if rule checks), then allow, then the default.
-    let enosys_errno = errno_value("ENOSYS").unwrap_or(38);
+    // One action per syscall number: kill beats everything, then the always-ENOSYS set (clone3
+    // so libc falls back to clone, whose flags allow_if checks; io_uring so event loops fall
+    // back to epoll), then the fixed rules over the profile's rules, allow_if and allow, then
+    // the default.
     let mut actions: BTreeMap<u32, Action> = BTreeMap::new();
     let mut conditions = Vec::new();
-    for (name, alts) in &conditional {
-        if let Some(nr) = number_u32(name) {
-            actions.insert(nr, Action::Conditional(conditions.len()));
-            conditions.push(alts.clone());
-        }
+    let mut names: BTreeSet<&String> = allowed.keys().collect();
+    names.extend(conditional.keys());
+    names.extend(ruled.keys());
+    // A default that lets calls through (`log`) must not let the fixed refusals through.
+    let fixed_names: Vec<String> = FIXED_RULE_SYSCALLS.iter().map(|n| n.to_string()).collect();
+    if default == Action::Log {
+        names.extend(fixed_names.iter());
     }
-    for nr in allowed.values() {
-        if let Ok(nr) = u32::try_from(*nr) {
-            actions.insert(nr, Action::Allow);
+    let mut allowed_plain = Vec::new();
+    let mut argument_checked = Vec::new();
+    for name in names {
+        let nr = known(name)?;
+        let mut profile: Vec<Rule> = ruled.get(name).cloned().unwrap_or_default();
+        for checks in conditional.get(name).into_iter().flatten() {
+            profile.push(Rule {
+                checks: checks.clone(),
+                action: Action::Allow,
+            });
         }
+        let otherwise = if allowed.contains_key(name) {
+            Action::Allow
+        } else {
+            default
+        };
+        let rules = compose(fixed(name, s.allow_udp), profile, otherwise);
+        let action = if rules.rules.is_empty() {
+            rules.otherwise
+        } else {
+            conditions.push(rules);
+            Action::Conditional(conditions.len() - 1)
+        };
+        match action {
+            Action::Allow => allowed_plain.push(name.clone()),
+            Action::Conditional(_) => argument_checked.push(name.clone()),
+            _ => {}
+        }
+        actions.insert(nr, action);
     }
     let mut enosys = Vec::new();
     for name in ALWAYS_ENOSYS {
-        if let Some(nr) = number_u32(name) {
-            allowed.remove(*name);
-            actions.insert(nr, Action::Errno(enosys_errno));
-            enosys.push((*name).to_string());
-        }
+        actions.insert(known(name)?, Action::Errno(ENOSYS));
+        enosys.push((*name).to_string());
     }
-    for nr in killed.values() {
-        if let Ok(nr) = u32::try_from(*nr) {
-            actions.insert(nr, Action::KillProcess);
-        }
+    for name in killed.keys() {
+        actions.insert(known(name)?, Action::KillProcess);
     }
-    let default = match &default_action {
-        DefaultAction::Errno(e) => Action::Errno(errno_value(e).unwrap_or(enosys_errno)),
-        DefaultAction::KillProcess => Action::KillProcess,
-        DefaultAction::Log => Action::Log,
-    };
     let program = crate::bpf::program(&crate::bpf::Policy {
         actions,
         default,
         conditions,
         arch: audit_arch(),
     })
-    .map_err(Error::Internal)?;
+    .map_err(|e| Error::profile(loaded.at(0..0), format!("seccomp: {e}")))?;
 
     Ok(SeccompPlan {
         default_action,
-        allowed: allowed.keys().cloned().collect(),
-        conditional: conditional.keys().cloned().collect(),
+        allowed: allowed_plain,
+        conditional: argument_checked,
         killed: killed.keys().cloned().collect(),
         enosys,
+        fixed_rules: fixed_rule_summary(s.allow_udp),
+        allow_udp: s.allow_udp,
         program,
     })
 }
@@ -567,6 +960,172 @@ pub fn install(plan: &SeccompPlan) -> std::result::Result<(), nix::errno::Errno>
             .map_or(nix::errno::Errno::EINVAL, nix::errno::Errno::from_raw),
         _ => nix::errno::Errno::EINVAL,
     })
+}
+
+/// The kernel's seccomp audit records (`type=1326`), read from /dev/kmsg to name the syscall that
+/// killed the server. Opened while stockade still holds CAP_SYSLOG (before the server starts,
+/// `dmesg_restrict` needs it) and positioned at the end, so only records of this run are read.
+/// Without root, or with audit off, there is no log and the message says so.
+pub struct KillLog(std::fs::File);
+
+/// One kill record: the syscall number and the AUDIT_ARCH it was made through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed {
+    pub syscall: u32,
+    pub arch: u32,
+}
+
+impl KillLog {
+    pub fn open() -> Option<KillLog> {
+        use std::io::Seek;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open("/dev/kmsg")
+            .ok()?;
+        f.seek(std::io::SeekFrom::End(0)).ok()?;
+        Some(KillLog(f))
+    }
+
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// The kill record for the server among those of `uid` that reach the log within `wait`
+    /// (the kernel's audit thread writes them asynchronously). One whose pid is `pid` wins at
+    /// once (the server's pid as stockade sees it is the kernel's global one only outside a PID
+    /// namespace); else, at the deadline, the last one whose executable is `exe`, else the last
+    /// one of the uid.
+    pub fn find(
+        &mut self,
+        uid: u32,
+        pid: Option<i32>,
+        exe: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> Option<Killed> {
+        use std::io::Read;
+        let end = std::time::Instant::now() + wait;
+        let exe = format!("\"{}\"", exe.display());
+        let (mut by_exe, mut by_uid) = (None, None);
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    if let Some(r) = parse_kill_record(&String::from_utf8_lossy(&buf[..n]), uid) {
+                        if pid.is_some_and(|p| p == r.pid) {
+                            return Some(r.killed);
+                        }
+                        if r.exe.as_deref() == Some(exe.as_str()) {
+                            by_exe = Some(r.killed);
+                        }
+                        by_uid = Some(r.killed);
+                    }
+                    continue;
+                }
+                // Records overwritten before we read them: carry on with the next.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {}
+            }
+            if std::time::Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        by_exe.or(by_uid)
+    }
+}
+
+/// One seccomp kill record of the uid asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillRecord {
+    pub killed: Killed,
+    pub pid: i32,
+    /// As the kernel wrote it: quoted, or hex when the path holds special characters.
+    pub exe: Option<String>,
+}
+
+/// `audit: type=1326 ... uid=U ... pid=P ... exe="E" sig=31 arch=c000003e syscall=N ...`, if
+/// it is a SIGSYS kill of `uid`.
+pub fn parse_kill_record(record: &str, uid: u32) -> Option<KillRecord> {
+    let text = record.split_once(';').map_or(record, |(_, t)| t);
+    if !text.contains("type=1326") {
+        return None;
+    }
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let sigsys = nix::libc::SIGSYS.to_string();
+    if field("sig") != Some(sigsys.as_str()) || field("uid") != Some(uid.to_string().as_str()) {
+        return None;
+    }
+    Some(KillRecord {
+        killed: Killed {
+            syscall: field("syscall")?.parse().ok()?,
+            arch: u32::from_str_radix(field("arch")?, 16).ok()?,
+        },
+        pid: field("pid")?.parse().ok()?,
+        exe: field("exe").map(str::to_string),
+    })
+}
+
+/// The one line stockade prints when the server died of SIGSYS: which syscall, and what to
+/// change in the profile.
+pub fn explain_kill(plan: &SeccompPlan, killed: Option<Killed>, have_log: bool) -> String {
+    let Some(k) = killed else {
+        let why = if have_log {
+            "no seccomp record for it reached the kernel log (audit off, an audit daemon took it, or the kernel's printk rate limit dropped it)"
+        } else {
+            "the kernel log (/dev/kmsg) was not readable (needs root: CAP_SYSLOG)"
+        };
+        return format!(
+            "the server was killed by seccomp (SIGSYS), but {why}: look for `type=1326` in \
+             `dmesg` or the audit log, or run with [seccomp] default_action = \"log\" to list \
+             what it calls"
+        );
+    };
+    if k.arch != audit_arch() || k.syscall & crate::bpf::X32_BIT != 0 {
+        return format!(
+            "the server was killed by seccomp for syscall {} of another ABI (audit arch {:#x}{}): \
+             stockade kills every non-native (i386, x32) syscall; the server or a library it \
+             loads must use the native ABI",
+            k.syscall & !crate::bpf::X32_BIT,
+            k.arch,
+            if k.syscall & crate::bpf::X32_BIT != 0 {
+                ", x32"
+            } else {
+                ""
+            }
+        );
+    }
+    let name = usize::try_from(k.syscall)
+        .ok()
+        .and_then(Sysno::new)
+        .map_or_else(|| format!("#{}", k.syscall), |s| s.name().to_string());
+    let fixed = group(ALWAYS_KILL).unwrap_or(&[]).contains(&name.as_str());
+    let fix = if fixed {
+        "it is in stockade's fixed kill set (@dangerous) and cannot be allowed: the server must do \
+         without it"
+            .to_string()
+    } else if plan.killed.contains(&name) {
+        format!(
+            "remove '{name}' (or its @group) from [seccomp] kill in the profile if the server needs it"
+        )
+    } else {
+        format!(
+            "the profile's default_action is {}: add '{name}' to [seccomp] allow if the server \
+             needs it",
+            plan.default_action
+        )
+    };
+    format!(
+        "the server was killed by seccomp for the syscall '{name}' (nr {}): {fix}",
+        k.syscall
+    )
 }
 
 /// Every syscall named in a group exists on this architecture.
@@ -625,20 +1184,15 @@ mod tests {
              [[seccomp.allow_if]]\nsyscall = \"clone\"\narg = 0\nbits_clear = 0x7E020000\n",
         )
         .unwrap();
-        for s in [
-            "ptrace",
-            "bpf",
-            "mount",
-            "unshare",
-            "io_uring_setup",
-            "userfaultfd",
-        ] {
+        for s in ["ptrace", "bpf", "mount", "unshare", "userfaultfd"] {
             assert!(p.killed.iter().any(|k| k == s), "{s}");
             assert_eq!(answer(&p, s, [0; 6]), KILL, "{s}");
         }
-        assert_eq!(p.enosys, vec!["clone3".to_string()]);
+        assert_eq!(p.enosys, ALWAYS_ENOSYS.to_vec());
         assert!(!p.allowed.iter().any(|a| a == "clone3"));
-        assert_eq!(answer(&p, "clone3", [0; 6]), ENOSYS);
+        for s in ALWAYS_ENOSYS {
+            assert_eq!(answer(&p, s, [0; 6]), ENOSYS, "{s}");
+        }
         assert_eq!(answer(&p, "getpid", [0; 6]), ALLOW);
         assert_eq!(answer(&p, "openat", [0; 6]), ENOSYS);
         // clone from @process is narrowed by allow_if: no namespace flags.
@@ -688,5 +1242,299 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown default_action 'deny'"), "{e}");
+    }
+
+    const NET: &str = "[seccomp]\ndefault_action = \"errno:ENOSYS\"\n\
+        allow = [\"@default\", \"@file-read\", \"@network\"]\n";
+
+    fn err(e: u32) -> u32 {
+        0x0005_0000 | e
+    }
+
+    /// Every (domain, type, protocol) on the edges, with flag bits and junk in the high half,
+    /// against the policy written out by hand.
+    #[test]
+    fn egress_is_plain_tcp_and_unix_only() {
+        for udp in [false, true] {
+            let src = format!("{NET}allow_udp = {udp}\n");
+            let p = plan(&src).unwrap();
+            let families = [0u64, 1, 2, 10, 16, 17, 38, 40, 44];
+            let kinds = [1u64, 2, 3, 4, 5, 6, 10];
+            let flags = [0u64, 0x800, 0x80000, 0x80800];
+            let protocols = [0u64, 1, 6, 17, 132, 256, 262];
+            let high = [0u64, 1 << 32, 0xffff_ffff_0000_0000];
+            for d in families {
+                for k in kinds {
+                    for f in flags {
+                        for pr in protocols {
+                            for h in high {
+                                let args = [d | h, k | f | h, pr | h, 0, 0, 0];
+                                let ip = d == 2 || d == 10;
+                                let ok = (d == 1 && [1, 2, 5].contains(&k) && pr == 0)
+                                    || (ip && k == 1 && (pr == 0 || pr == 6))
+                                    || (udp && ip && k == 2 && (pr == 0 || pr == 17));
+                                let want = if ok {
+                                    ALLOW
+                                } else if d == 1 || ip {
+                                    err(93)
+                                } else {
+                                    err(97)
+                                };
+                                assert_eq!(answer(&p, "socket", args), want, "{args:x?}");
+                            }
+                        }
+                    }
+                }
+            }
+            for (d, want) in [
+                (1u64, ALLOW),
+                (1 | 1 << 32, ALLOW),
+                (2, err(97)),
+                (10, err(97)),
+            ] {
+                assert_eq!(answer(&p, "socketpair", [d, 2, 0, 0, 0, 0]), want);
+            }
+        }
+        let p = plan(NET).unwrap();
+        for (name, arg) in [("sendto", 3usize), ("sendmsg", 2), ("sendmmsg", 3)] {
+            for (flags, want) in [
+                (0u64, ALLOW),
+                (0x4000, ALLOW),
+                (MSG_FASTOPEN, err(95)),
+                (MSG_FASTOPEN | 0x40, err(95)),
+                (MSG_FASTOPEN | 1 << 32, err(95)),
+                (1 << 61, ALLOW),
+            ] {
+                let mut args = [0u64; 6];
+                args[arg] = flags;
+                assert_eq!(answer(&p, name, args), want, "{name} {flags:#x}");
+            }
+        }
+        assert!(p.fixed_rules.iter().any(|r| r.contains("TIOCSTI")));
+    }
+
+    #[test]
+    fn terminal_injection_is_refused_in_every_profile() {
+        for src in [
+            NET.to_string(),
+            "[seccomp]\ndefault_action = \"kill_process\"\nallow = [\"ioctl\"]\n".into(),
+            format!(
+                "{NET}[[seccomp.allow_if]]\nsyscall = \"ioctl\"\narg = 1\n\
+                 any_of = [0x5412, 0x541C, 0x5413]\n"
+            ),
+        ] {
+            let p = plan(&src).unwrap();
+            for req in [
+                TIOCSTI,
+                TIOCLINUX,
+                TIOCSTI | 1 << 32,
+                TIOCLINUX | 0xffff << 48,
+            ] {
+                assert_eq!(
+                    answer(&p, "ioctl", [0, req, 0, 0, 0, 0]),
+                    err(1),
+                    "{req:#x}"
+                );
+            }
+            assert_eq!(answer(&p, "ioctl", [0, 0x5413, 0, 0, 0, 0]), ALLOW); // TIOCGWINSZ
+        }
+    }
+
+    #[test]
+    fn metadata_calls_are_only_in_their_own_group() {
+        let meta = group("file-metadata").unwrap();
+        for (g, list) in GROUPS {
+            if *g != "file-metadata" {
+                let both: Vec<_> = list.iter().filter(|s| meta.contains(s)).collect();
+                assert!(both.is_empty(), "@{g} holds {both:?}");
+            }
+        }
+        let p = plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@file-write\"]\n")
+            .unwrap();
+        for s in ["fchmod", "fchmodat2", "utimensat", "fsetxattr", "fchown"] {
+            assert_eq!(answer(&p, s, [0; 6]), ENOSYS, "{s}");
+        }
+        let p =
+            plan("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@file-metadata\"]\n")
+                .unwrap();
+        assert_eq!(answer(&p, "fchmodat2", [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn io_uring_cannot_be_allowed_or_killed() {
+        for list in ["allow", "kill"] {
+            let e = plan(&format!(
+                "[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = []\n{list} = [\"io_uring_setup\"]\n"
+            ).replace("allow = []\nallow", "allow"))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("always answers ENOSYS"), "{e}");
+        }
+    }
+
+    /// The review's finding on the real format: 65 ANDed allow_if rules on one syscall.
+    #[test]
+    fn sixty_five_anded_allow_if_rules_keep_the_last_check() {
+        let mut src = String::from("[seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = []\n");
+        // The failing check first: its jump out has to cross all the others.
+        src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 1\nany_of = [0]\n");
+        for _ in 0..63 {
+            src.push_str("[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 0\nany_of = [0]\n");
+        }
+        for _ in 0..7 {
+            src.push_str(
+                "[[seccomp.allow_if]]\nsyscall = \"getppid\"\narg = 0\nbits_clear = 0x100\n",
+            );
+        }
+        let p = plan(&src).unwrap();
+        assert_eq!(answer(&p, "getppid", [0; 6]), ALLOW);
+        assert_eq!(answer(&p, "getppid", [0, 7, 0, 0, 0, 0]), ENOSYS);
+        assert_eq!(answer(&p, "getppid", [7, 0, 0, 0, 0, 0]), ENOSYS);
+        assert_eq!(answer(&p, "getppid", [0x100, 0, 0, 0, 0, 0]), ENOSYS);
+    }
+
+    #[test]
+    fn rules_with_masks_widths_and_errnos() {
+        let p = plan(&format!(
+            "{NET}[[seccomp.rules]]\nsyscall = \"setsockopt\"\n\
+             when = [{{ arg = 1, width = 32, eq = 6 }}, {{ arg = 2, width = 32, any_of = [23, 30] }}]\n\
+             action = \"errno:EPERM\"\n\
+             [[seccomp.rules]]\nsyscall = \"getcpu\"\nwhen = [{{ arg = 0, width = 64, mask = 0xf0, eq = 0x10 }}]\n\
+             action = \"allow\"\n"
+        ))
+        .unwrap();
+        for (args, want) in [
+            ([0u64, 6, 23, 0, 0, 0], err(1)),
+            ([0, 6 | 1 << 40, 30, 0, 0, 0], err(1)),
+            ([0, 6, 24, 0, 0, 0], ALLOW),
+            ([0, 1, 23, 0, 0, 0], ALLOW),
+        ] {
+            assert_eq!(answer(&p, "setsockopt", args), want, "{args:x?}");
+        }
+        // getcpu is not otherwise allowed: the rule allows only its match, the rest is default.
+        assert_eq!(answer(&p, "getcpu", [0x1f, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(answer(&p, "getcpu", [0x2f, 0, 0, 0, 0, 0]), ENOSYS);
+        assert_eq!(answer(&p, "getcpu", [0x1f | 1 << 63, 0, 0, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn ambiguous_rules_are_errors() {
+        let rule = |when: &str, action: &str| {
+            plan(&format!(
+                "{NET}[[seccomp.rules]]\nsyscall = \"ioctl\"\nwhen = [{when}]\naction = \"{action}\"\n"
+            ))
+            .map(drop)
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(rule("{ arg = 1, eq = 1 }", "allow").contains("width"));
+        assert!(rule("{ arg = 1, width = 16, eq = 1 }", "allow").contains("width 16"));
+        assert!(rule("{ arg = 1, width = 32, eq = 0x100000000 }", "allow").contains("ambiguous"));
+        assert!(
+            rule("{ arg = 1, width = 32, mask = 0xf, eq = 0x10 }", "allow").contains("ambiguous")
+        );
+        assert!(
+            rule("{ arg = 1, width = 32, eq = 1, bits_set = 2 }", "allow").contains("exactly one")
+        );
+        assert!(
+            rule("{ arg = 1, width = 32, mask = 1, bits_set = 1 }", "allow")
+                .contains("exactly one")
+        );
+        assert!(rule("{ arg = 7, width = 32, eq = 1 }", "allow").contains("0..=5"));
+        assert!(
+            rule("{ arg = 1, width = 32, eq = 1 }", "errno:ENOPE").contains("unknown rule action")
+        );
+        let e = plan(&format!(
+            "{NET}[[seccomp.rules]]\nsyscall = \"ptrace\"\naction = \"allow\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("fixed ENOSYS or kill set"), "{e}");
+    }
+
+    /// The built-in profiles serve TCP on IPv4 and IPv6 and talk over UNIX sockets (Triton's
+    /// gRPC listens on [::ffff:127.0.0.1]), and get every fixed rule.
+    #[test]
+    fn builtin_profiles_keep_tcp_and_unix_and_the_fixed_rules() {
+        for name in ["minimal", "triton", "triton-explicit"] {
+            let src = crate::profile::builtin(name).unwrap();
+            let loaded = crate::profile::parse(name, "builtin", src).unwrap();
+            let p = compile(&loaded, &loaded.profile.seccomp).unwrap();
+            for (d, t, pr) in [(1u64, 0x80001u64, 0u64), (2, 0x80801, 0), (10, 0x80001, 6)] {
+                assert_eq!(
+                    answer(&p, "socket", [d, t, pr, 0, 0, 0]),
+                    ALLOW,
+                    "{name} {d}"
+                );
+            }
+            assert_eq!(
+                answer(&p, "socketpair", [1, 0x80001, 0, 0, 0, 0]),
+                ALLOW,
+                "{name}"
+            );
+            assert_eq!(answer(&p, "socket", [2, 2, 0, 0, 0, 0]), err(93), "{name}");
+            assert_eq!(
+                answer(&p, "ioctl", [0, TIOCSTI, 0, 0, 0, 0]),
+                err(1),
+                "{name}"
+            );
+            assert_eq!(answer(&p, "fchmod", [0; 6]), ENOSYS, "{name}");
+        }
+    }
+
+    #[test]
+    fn kill_records_are_read_field_by_field() {
+        let r = "12,3456,652037169,-;audit: type=1326 audit(1796191249.014:2): auid=4294967295 \
+                 uid=65534 gid=65534 ses=4294967295 pid=30859 comm=\"probe\" exe=\"/p\" sig=31 \
+                 arch=c000003e syscall=165 compat=0 ip=0x7f31f72b1e5a code=0x80000000";
+        let k = Killed {
+            syscall: 165,
+            arch: 0xc000_003e,
+        };
+        assert_eq!(
+            parse_kill_record(r, 65534),
+            Some(KillRecord {
+                killed: k,
+                pid: 30859,
+                exe: Some("\"/p\"".into())
+            })
+        );
+        // Another uid (auid is not uid), another signal, another record type.
+        assert_eq!(parse_kill_record(r, 4294967295), None);
+        assert_eq!(
+            parse_kill_record(&r.replace("sig=31", "sig=9"), 65534),
+            None
+        );
+        assert_eq!(parse_kill_record(&r.replace("1326", "1300"), 65534), None);
+        let p = plan(NET).unwrap();
+        let line = explain_kill(&p, Some(k), true);
+        assert!(
+            line.contains("'mount' (nr 165)") && line.contains("fixed kill set"),
+            "{line}"
+        );
+        let line = explain_kill(&p, Some(Killed { syscall: 105, ..k }), true);
+        assert!(line.contains("add 'setuid' to [seccomp] allow"), "{line}");
+        assert!(explain_kill(&p, None, false).contains("not readable"));
+    }
+
+    /// Learn mode (`default_action = "log"`) lets unlisted calls through, but not the fixed
+    /// refusals.
+    #[test]
+    fn a_log_default_keeps_the_fixed_refusals() {
+        let p = plan("[seccomp]\ndefault_action = \"log\"\nallow = []\n").unwrap();
+        const LOG: u32 = 0x7ffc_0000;
+        assert_eq!(
+            answer(&p, "ioctl", [0, TIOCSTI | 1 << 32, 0, 0, 0, 0]),
+            err(1)
+        );
+        assert_eq!(answer(&p, "ioctl", [0, 0x5413, 0, 0, 0, 0]), LOG);
+        assert_eq!(answer(&p, "socket", [2, 2, 0, 0, 0, 0]), err(93));
+        assert_eq!(answer(&p, "socket", [16, 3, 0, 0, 0, 0]), err(97));
+        assert_eq!(answer(&p, "socket", [2, 1, 0, 0, 0, 0]), LOG);
+        assert_eq!(answer(&p, "sendto", [0, 0, 0, MSG_FASTOPEN, 0, 0]), err(95));
+        assert_eq!(answer(&p, "getpid", [0; 6]), LOG);
+        for name in FIXED_RULE_SYSCALLS {
+            assert!(p.conditional.iter().any(|c| c == name), "{name}");
+        }
     }
 }

@@ -244,10 +244,51 @@ pub struct Supervisor<'a> {
     /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
     stop_after_exit: Option<i32>,
     orphans_reaped: u64,
+    /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.
+    kill_log: Option<crate::seccomp_policy::KillLog>,
 }
 
 /// Start the server and supervise it until it is gone. Returns stockade's exit code.
 pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
+    let foreground = terminal_foreground();
+    let code = run_supervised(plan, original_mask);
+    hand_back_terminal(foreground);
+    code
+}
+
+/// Our pid and process group, if the group holds the terminal's foreground (the server takes it
+/// over).
+fn terminal_foreground() -> Option<(Pid, Pid)> {
+    let ours = nix::unistd::getpgrp();
+    (nix::unistd::tcgetpgrp(std::io::stdin()).ok() == Some(ours))
+        .then_some((nix::unistd::getpid(), ours))
+}
+
+/// Give the terminal's foreground back to our group once the server is gone: otherwise it stays
+/// with the server's dead group and the next reader of the terminal (the shell) gets EIO. Only
+/// the process that noted it: the inner half of a PID namespace returns through here too, but
+/// cannot name the group (the outer half hands back after it).
+fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
+    let Some((pid, group)) = noted else { return };
+    if pid != nix::unistd::getpid() {
+        return;
+    }
+    let stdin = std::io::stdin();
+    if nix::unistd::tcgetpgrp(&stdin).ok() == Some(group) {
+        return;
+    }
+    // From the background tcsetpgrp raises SIGTTOU, which would stop us: block it for the call.
+    let ttou = SigSet::from(nix::sys::signal::Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+        if let Err(e) = nix::unistd::tcsetpgrp(&stdin, group) {
+            warn!(%e, "could not hand the terminal back to stockade's process group");
+        }
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let mut notifier = Notifier::from_env();
     if plan.pid_namespace {
         match crate::pidns::enter(plan, notifier)? {
@@ -261,6 +302,10 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::os("PR_SET_CHILD_SUBREAPER", e))?;
     }
+    // Before spawn drops our capabilities (reading the kernel log needs CAP_SYSLOG). Never on a
+    // number the server is to inherit.
+    let kill_log = crate::seccomp_policy::KillLog::open()
+        .filter(|l| !plan.supervise.pass_fds.contains(&l.fd()));
     let first = spawn(plan, &original_mask)?;
     info!(pid = first.as_raw(), argv = ?plan.display_argv, pid1, "server started");
     let signals = Signals::install(first_internal_fd(plan))?;
@@ -274,6 +319,7 @@ pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         stop: None,
         stop_after_exit: None,
         orphans_reaped: 0,
+        kill_log,
     };
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
@@ -310,6 +356,9 @@ impl Supervisor<'_> {
         let mut restarts = 0u32;
         loop {
             let status = self.until_exit(&mut inst);
+            if let WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _) = status {
+                self.explain_sigsys(inst.pid);
+            }
             self.cleanup_leftovers(inst.pid);
             let code = crate::error::status_code(status).unwrap_or(crate::error::code::CONFINE);
             info!(
@@ -383,6 +432,21 @@ impl Supervisor<'_> {
             info!(pid = pid.as_raw(), restart = restarts, "server restarted");
             inst = self.new_instance(pid);
         }
+    }
+
+    /// One line naming the syscall seccomp killed the server for, and what to change.
+    fn explain_sigsys(&mut self, server: Pid) {
+        // As PID 1 of our own namespace we see a local pid; the record holds the global one.
+        let pid = (!self.pid1).then_some(server.as_raw());
+        let have_log = self.kill_log.is_some();
+        let killed = self.kill_log.as_mut().and_then(|l| {
+            let wait = Duration::from_millis(if pid.is_some() { 500 } else { 300 });
+            l.find(self.plan.identity.uid, pid, &self.plan.exe, wait)
+        });
+        eprintln!(
+            "stockade: {}",
+            crate::seccomp_policy::explain_kill(&self.plan.seccomp, killed, have_log)
+        );
     }
 
     /// Sleep, but return false as soon as a stop signal arrives (there is no server to forward

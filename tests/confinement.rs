@@ -176,12 +176,13 @@ fn dangerous_syscalls_are_killed_or_refused() {
     let cases: &[(&[&str], &str)] = &[
         (&["mount"], "killed=SIGSYS"),
         (&["unshare-user"], "killed=SIGSYS"),
-        (&["io-uring"], "killed=SIGSYS"),
         (&["ptrace", &me], "killed=SIGSYS"),
         (&["x32"], "killed=SIGSYS"),
         (&["i386"], "killed=SIGSYS"),
-        // clone3 answers ENOSYS so libc falls back to clone.
+        // clone3 answers ENOSYS so libc falls back to clone; io_uring so event loops fall back
+        // to epoll (never allowed, never killed).
         (&["clone3"], "errno=ENOSYS"),
+        (&["io-uring"], "errno=ENOSYS"),
     ];
     for (args, want) in cases {
         assert_eq!(outcome(&sb, args), *want, "{args:?}");
