@@ -55,7 +55,7 @@ pub struct Profile {
     #[serde(default)]
     pub mounts: MountsSection,
     /// Triton's argv policy; required when `server.kind = "triton"`.
-    pub triton: Option<Spanned<crate::triton::Policy>>,
+    pub triton: Option<Spanned<crate::servers::triton::Policy>>,
 }
 
 /// A private mount namespace for the server (needs root; see `when_unprivileged`).
@@ -94,15 +94,8 @@ pub enum WhenUnprivileged {
     Refuse,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerKind {
-    /// Any server: the argv passes unchanged.
-    #[default]
-    Generic,
-    /// NVIDIA Triton: the argv is rewritten by `[triton]`.
-    Triton,
-}
+/// `server.kind`: defined by the registry of server kinds (`src/servers/mod.rs`).
+pub use crate::servers::ServerKind;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
