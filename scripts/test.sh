@@ -24,6 +24,10 @@ say "Triton 2.51 (pip wheel nvidia-pytriton) into ${STOCKADE_TRITON_DIR:=/opt/st
 export STOCKADE_TRITON_DIR
 ./scripts/install-triton.sh "$STOCKADE_TRITON_DIR"
 
+say "MLServer 1.7.1 (pip, uvloop<0.22) into ${STOCKADE_MLSERVER_DIR:=/opt/stockade/mlserver}"
+export STOCKADE_MLSERVER_DIR
+./scripts/install-mlserver.sh "$STOCKADE_MLSERVER_DIR"
+
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
@@ -31,6 +35,6 @@ cargo clippy --all-targets --locked -- -D warnings
 say "packaging: static musl binary, .deb, manifests, systemd unit"
 ./.ci/package.sh
 
-say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end)"
+say "tests (unit, kernel confinement, bad input, supervision, real Triton and MLServer end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
 cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}"

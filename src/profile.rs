@@ -23,6 +23,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "triton-explicit",
         include_str!("../profiles/triton-explicit.toml"),
     ),
+    ("mlserver", include_str!("../profiles/mlserver.toml")),
 ];
 
 pub fn builtin_names() -> Vec<String> {
@@ -56,6 +57,8 @@ pub struct Profile {
     pub mounts: MountsSection,
     /// Triton's argv policy; required when `server.kind = "triton"`.
     pub triton: Option<Spanned<crate::servers::triton::Policy>>,
+    /// MLServer's configuration policy (`server.kind = "mlserver"`); defaults when absent.
+    pub mlserver: Option<Spanned<crate::servers::mlserver::Policy>>,
 }
 
 /// A private mount namespace for the server (needs root; see `when_unprivileged`).
@@ -500,6 +503,14 @@ pub fn parse(name: &str, origin: &str, src: &str) -> Result<Loaded> {
         return Err(Error::profile(
             location(origin, src, 0),
             "server.kind = \"triton\" needs a [triton] section",
+        ));
+    }
+    if let Some(m) = &loaded.profile.mlserver
+        && loaded.profile.server.kind != ServerKind::Mlserver
+    {
+        return Err(loaded.err(
+            m.span(),
+            "[mlserver] applies only with server.kind = \"mlserver\"",
         ));
     }
     Ok(loaded)

@@ -21,6 +21,7 @@ use crate::landlock_policy::ExtraRules;
 use crate::profile::{Loaded, SuperviseSection};
 
 pub mod generic;
+pub mod mlserver;
 pub mod triton;
 
 /// What a kind gets: everything resolved so far, read-only.
@@ -114,6 +115,7 @@ macro_rules! register {
 register! {
     Generic = "generic" => generic::Generic;
     Triton = "triton" => triton::Triton;
+    Mlserver = "mlserver" => mlserver::MlServer;
 }
 
 /// Run the kind the profile names.

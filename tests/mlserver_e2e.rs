@@ -1,0 +1,336 @@
+//! The real Seldon MLServer 1.7.1 under `stockade --profile mlserver` (installed by
+//! scripts/install-mlserver.sh into /opt/stockade/mlserver, or $STOCKADE_MLSERVER_DIR).
+//!
+//! * `config_that_widens_exposure_is_refused_before_start`: settings.json, model-settings.json,
+//!   the environment, a .env and the argv, each refused with exit 78 and the file and key named,
+//!   and nothing started (one stockade line on stderr, the listener never opened).
+//! * `serves_confined_and_stops_cleanly`: ready, a V2 inference over HTTP on free loopback ports
+//!   taken from settings.json, every server process dropped (read from /proc), listeners only on
+//!   127.0.0.1, SIGTERM → exit 0 and nothing left.
+//!
+//! Missing MLServer is a failure, not a skip. Requires root.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const STOCKADE: &str = env!("CARGO_BIN_EXE_stockade");
+
+struct Ml {
+    exe: PathBuf,
+    path: String,
+}
+
+fn ml() -> Ml {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the MLServer end-to-end tests need root (they drop to uid 65534)"
+    );
+    let dir = std::env::var("STOCKADE_MLSERVER_DIR").unwrap_or("/opt/stockade/mlserver".into());
+    let exe = Path::new(&dir).join("venv/bin/mlserver");
+    assert!(
+        exe.is_file(),
+        "no MLServer at {}: run scripts/install-mlserver.sh (scripts/test.sh does)",
+        exe.display()
+    );
+    Ml {
+        exe,
+        path: format!("{dir}/venv/bin:/usr/bin:/bin"),
+    }
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A world-traversable directory (uid 65534 must reach the repository).
+fn tempdir(prefix: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+    for e in fs::read_dir(src).unwrap().flatten() {
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), &to).unwrap();
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+/// The fixture repository (one model, `add`) with `settings` as settings.json.
+fn make_repo(settings: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempdir("stockade-mlserver-");
+    let repo = d.path().join("models");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlserver/models"),
+        &repo,
+    );
+    fs::write(repo.join("settings.json"), settings).unwrap();
+    fs::set_permissions(
+        repo.join("settings.json"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    (d, repo)
+}
+
+fn stockade(ml: &Ml, profile: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(STOCKADE);
+    c.env_clear()
+        .env("PATH", &ml.path)
+        .env("STOCKADE_LOG", "info")
+        .current_dir("/")
+        .args(["--profile", profile, "--"])
+        .arg(&ml.exe)
+        .args(args);
+    c
+}
+
+/// Run to completion, bounded: a refused start must not even reach fork.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return (child.wait_with_output().unwrap(), t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "stockade still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The built-in profile with `edits` applied, written next to the repository.
+fn edited_profile(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    let out = Command::new(STOCKADE)
+        .args(["--print-profile", "mlserver"])
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8(out.stdout).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "profile has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let p = dir.join("mlserver.toml");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn config_that_widens_exposure_is_refused_before_start() {
+    let ml = ml();
+    let _g = serial();
+    let http = free_port();
+    let ports = format!("\"http_port\": {http}, \"grpc_port\": {}", free_port());
+    struct Case {
+        name: &'static str,
+        settings: String,
+        /// (relative path under the repository, contents) written besides.
+        extra_file: Option<(&'static str, &'static str)>,
+        /// `.env` in the server's cwd (a private cwd via an edited profile).
+        dotenv: Option<&'static str>,
+        profile_edit: Option<(&'static str, &'static str)>,
+        args: Option<&'static [&'static str]>,
+        /// (code, text after "stockade: "; `REPO` is the repository, `CWD` the cwd).
+        code: i32,
+        want: &'static str,
+    }
+    let case = |name, settings: String, want| Case {
+        name,
+        settings,
+        extra_file: None,
+        dotenv: None,
+        profile_edit: None,
+        args: None,
+        code: 78,
+        want,
+    };
+    let cases = vec![
+        case(
+            "settings.json moves every listener to 0.0.0.0",
+            format!("{{{ports}, \"host\": \"0.0.0.0\"}}"),
+            "server configuration refused: REPO/settings.json: host: '0.0.0.0' is not a listed address",
+        ),
+        case(
+            "settings.json turns debug on",
+            format!("{{{ports}, \"debug\": true}}"),
+            "server configuration refused: REPO/settings.json: debug: debug must be false",
+        ),
+        case(
+            "custom model repository class",
+            format!("{{{ports}, \"model_repository_implementation\": \"evil.Repo\"}}"),
+            "server configuration refused: REPO/settings.json: model_repository_implementation: refused",
+        ),
+        case(
+            "private uvicorn overrides",
+            format!("{{{ports}, \"_custom_rest_server_settings\": {{\"host\": \"0.0.0.0\"}}}}"),
+            "server configuration refused: REPO/settings.json: _custom_rest_server_settings: refused",
+        ),
+        case(
+            "kafka egress not named by the profile",
+            format!("{{{ports}, \"kafka_enabled\": true, \"kafka_servers\": \"10.0.0.1:9092\"}}"),
+            "server configuration refused: REPO/settings.json: kafka_servers: Kafka broker '10.0.0.1:9092'",
+        ),
+        case(
+            "tracing egress not named by the profile",
+            format!("{{{ports}, \"tracing_server\": \"10.0.0.1:4317\"}}"),
+            "server configuration refused: REPO/settings.json: tracing_server: OpenTelemetry export",
+        ),
+        case(
+            "too many workers",
+            format!("{{{ports}, \"parallel_workers\": 64}}"),
+            "server configuration refused: REPO/settings.json: parallel_workers: 64 workers: allowed 0..=4",
+        ),
+        case(
+            "port 0 (random)",
+            format!("{{\"http_port\": {http}, \"grpc_port\": 0}}"),
+            "server configuration refused: REPO/settings.json: grpc_port: 0 is not a TCP port",
+        ),
+        Case {
+            extra_file: Some((
+                "tarball/model-settings.json",
+                r#"{"name": "t", "implementation": "add_model.AddModel", "parameters": {"environment_tarball": "./env.tar.gz"}}"#,
+            )),
+            ..case(
+                "environment tarball in a nested model-settings.json",
+                format!("{{{ports}}}"),
+                "server configuration refused: REPO/tarball/model-settings.json: parameters.environment_tarball: environment tarballs are refused",
+            )
+        },
+        Case {
+            profile_edit: Some(("MLSERVER_DEBUG = \"false\"", "MLSERVER_DEBUG = \"true\"")),
+            ..case(
+                "the environment turns debug on",
+                format!("{{{ports}}}"),
+                "server configuration refused: environment variable MLSERVER_DEBUG: debug: debug must be false",
+            )
+        },
+        Case {
+            dotenv: Some("MLSERVER_METRICS_PORT=0\n"),
+            ..case(
+                "a .env in the cwd",
+                format!("{{{ports}}}"),
+                "server configuration refused: CWD/.env (MLSERVER_METRICS_PORT): metrics_port: 0 is not a TCP port",
+            )
+        },
+        Case {
+            args: Some(&["build", "REPO"]),
+            ..case(
+                "not `start`",
+                format!("{{{ports}}}"),
+                "server flag refused: build: only `mlserver start FOLDER` serves",
+            )
+        },
+        Case {
+            args: Some(&["start", "REPO", "--debug"]),
+            ..case(
+                "extra argument",
+                format!("{{{ports}}}"),
+                "server flag refused: --debug: mlserver start takes exactly one FOLDER",
+            )
+        },
+        Case {
+            args: Some(&["start", "REPO/missing"]),
+            code: 66,
+            ..case(
+                "repository missing",
+                format!("{{{ports}}}"),
+                "mlserver start FOLDER (the model repository)",
+            )
+        },
+    ];
+    let mut failures = Vec::new();
+    for c in &cases {
+        let (dir, repo) = make_repo(&c.settings);
+        if let Some((rel, text)) = c.extra_file {
+            let p = repo.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::set_permissions(p.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::write(&p, text).unwrap();
+        }
+        let cwd = dir.path().join("cwd");
+        fs::create_dir(&cwd).unwrap();
+        let mut edits: Vec<(&str, String)> = Vec::new();
+        if let Some(d) = c.dotenv {
+            fs::write(cwd.join(".env"), d).unwrap();
+            edits.push(("cwd = \"/\"", format!("cwd = \"{}\"", cwd.display())));
+        }
+        if let Some((from, to)) = c.profile_edit {
+            edits.push((from, to.to_string()));
+        }
+        let profile = if edits.is_empty() {
+            "mlserver".to_string()
+        } else {
+            let e: Vec<(&str, &str)> = edits.iter().map(|(f, t)| (*f, t.as_str())).collect();
+            edited_profile(dir.path(), &e).display().to_string()
+        };
+        let repo_s = repo.display().to_string();
+        let args: Vec<String> = match c.args {
+            Some(a) => a.iter().map(|s| s.replace("REPO", &repo_s)).collect(),
+            None => vec!["start".into(), repo_s.clone()],
+        };
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, took) = run_bounded(stockade(&ml, &profile, &a), Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let want = format!(
+            "stockade: {}",
+            c.want
+                .replace("REPO", &repo_s)
+                .replace("CWD", &cwd.display().to_string())
+        );
+        // Nothing started: stderr is stockade's one line (no MLServer or uvicorn log), and the
+        // listener never opened.
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        let ok = out.status.code() == Some(c.code)
+            && lines.len() == 1
+            && lines[0].starts_with(&want)
+            && TcpStream::connect(("127.0.0.1", http)).is_err();
+        println!(
+            "[refusal] {:<55} exit {:?} in {took:?}",
+            c.name,
+            out.status.code()
+        );
+        if !ok {
+            failures.push(format!(
+                "{}: exit {:?}, want {}; stderr:\n{err}\nwant line starting: {want}",
+                c.name,
+                out.status.code(),
+                c.code
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
