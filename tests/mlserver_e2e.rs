@@ -11,7 +11,9 @@
 //! Missing MLServer is a failure, not a skip. Requires root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -333,4 +335,253 @@ fn config_that_widens_exposure_is_refused_before_start() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
+
+fn proc_status(pid: i32) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Children of every thread of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = children(pid);
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        todo.extend(children(p));
+    }
+    out
+}
+
+fn exe(pid: i32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn alive(pid: i32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+/// TCP listeners (address:port) among `pid`'s open sockets.
+fn listening(pid: i32) -> BTreeSet<String> {
+    let inodes: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.display().to_string();
+                    l.strip_prefix("socket:[")
+                        .map(|s| s.trim_end_matches(']').to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for (file, v6) in [("tcp", false), ("tcp6", true)] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" || !inodes.contains(f[9]) {
+                continue;
+            }
+            let (addr, port) = f[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            let addr = if v6 {
+                format!("[{addr}]")
+            } else {
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
+            };
+            out.insert(format!("{addr}:{port}"));
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request on 127.0.0.1:port: (status, body), None on a transport error.
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+const INFER: &str = r#"{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[2],"data":[1,2]},{"name":"INPUT1","datatype":"FP32","shape":[2],"data":[10,20]}]}"#;
+
+#[test]
+fn serves_confined_and_stops_cleanly() {
+    let ml = ml();
+    let _g = serial();
+    let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
+    let (dir, repo) = make_repo(&format!(
+        "{{\"http_port\": {http_port}, \"grpc_port\": {grpc_port}, \"metrics_port\": {metrics_port}}}"
+    ));
+    let log = dir.path().join("stderr");
+    let mut cmd = stockade(&ml, "mlserver", &["start", &repo.display().to_string()]);
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(fs::File::create(&log).unwrap());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let fail = |child: &mut std::process::Child, what: String| -> ! {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        panic!(
+            "{what}\nstockade stderr:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+
+    // Ready: the probe stockade derived from settings.json's http_port answers 200.
+    loop {
+        if http(http_port, "GET", "/v2/health/ready", "").is_some_and(|(c, _)| c == 200) {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            fail(&mut child, format!("stockade exited before ready: {st}"));
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            fail(&mut child, "not ready within 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[mlserver] time-to-ready {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // V2 inference over HTTP.
+    let t1 = Instant::now();
+    let answer = http(http_port, "POST", "/v2/models/add/infer", INFER);
+    println!(
+        "[mlserver] inference {:.1} ms",
+        t1.elapsed().as_secs_f64() * 1e3
+    );
+    match &answer {
+        Some((200, body)) if body.contains("\"data\":[11.0,22.0]") => {}
+        other => fail(&mut child, format!("inference answer: {other:?}")),
+    }
+
+    // Every server process (everything under stockade that is not stockade) is dropped.
+    let stockade_exe = fs::canonicalize(STOCKADE).unwrap();
+    let servers: Vec<i32> = descendants(pid)
+        .into_iter()
+        .filter(|p| exe(*p) != stockade_exe)
+        .collect();
+    let main = servers
+        .iter()
+        .copied()
+        .find(|p| cmdline(*p).contains(" start "))
+        .unwrap_or_else(|| fail(&mut child, format!("no `mlserver start` among {servers:?}")));
+    let worker = servers
+        .iter()
+        .any(|p| cmdline(*p).contains("multiprocessing"));
+    if !worker {
+        fail(
+            &mut child,
+            format!("no multiprocessing worker among {servers:?}"),
+        );
+    }
+    for p in &servers {
+        let st = proc_status(*p);
+        let what = format!("pid {p} ({})", cmdline(*p));
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "{what}: Uid");
+        assert_eq!(st["Gid"], "65534\t65534\t65534\t65534", "{what}: Gid");
+        assert_eq!(st["Groups"], "", "{what}: Groups");
+        for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(st[cap], "0000000000000000", "{what}: {cap}");
+        }
+        assert_eq!(st["NoNewPrivs"], "1", "{what}: NoNewPrivs");
+        assert_eq!(st["Seccomp"], "2", "{what}: Seccomp");
+    }
+    println!(
+        "[mlserver] {} server processes confined: {servers:?}",
+        servers.len()
+    );
+
+    // Listeners: exactly the effective ports, on loopback only.
+    let listeners: BTreeSet<String> = servers.iter().flat_map(|p| listening(*p)).collect();
+    let want: BTreeSet<String> = [http_port, grpc_port, metrics_port]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    assert_eq!(listeners, want, "listeners of {servers:?}");
+
+    // SIGTERM to stockade: forwarded, MLServer stops its workers, exit 0, nothing left.
+    let t2 = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t2.elapsed() > Duration::from_secs(40) {
+            fail(&mut child, "still running 40 s after SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("[mlserver] stop took {:.3} s", t2.elapsed().as_secs_f64());
+    let err = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{err}");
+    let left: Vec<i32> = servers.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "server processes left after stop: {left:?}"
+    );
+    assert!(!alive(main));
+    assert!(
+        TcpStream::connect(("127.0.0.1", http_port)).is_err(),
+        "HTTP port still open after stop"
+    );
 }
