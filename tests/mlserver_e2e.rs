@@ -427,7 +427,7 @@ fn listening(pid: i32) -> BTreeSet<String> {
 }
 
 /// One HTTP/1.1 request on 127.0.0.1:port: (status, body), None on a transport error.
-fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+fn http_req(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -452,83 +452,165 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)
 
 const INFER: &str = r#"{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[2],"data":[1,2]},{"name":"INPUT1","datatype":"FP32","shape":[2],"data":[10,20]}]}"#;
 
+/// A confined MLServer started under `stockade --profile mlserver`, ready.
+struct Server {
+    child: std::process::Child,
+    pid: i32,
+    http: u16,
+    grpc: u16,
+    metrics: u16,
+    /// Holds the repository until the server is gone.
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    log: PathBuf,
+    ready_after: Duration,
+}
+
+impl Server {
+    fn start(ml: &Ml) -> Server {
+        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        let (dir, repo) = make_repo(&format!(
+            "{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}}}"
+        ));
+        let log = dir.path().join("stderr");
+        let mut cmd = stockade(ml, "mlserver", &["start", &repo.display().to_string()]);
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(dir.path().join("stdout")).unwrap())
+            .stderr(fs::File::create(&log).unwrap());
+        let t0 = Instant::now();
+        let child = cmd.spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut s = Server {
+            child,
+            pid,
+            http,
+            grpc,
+            metrics,
+            _dir: dir,
+            repo,
+            log,
+            ready_after: Duration::ZERO,
+        };
+        // Ready: the probe stockade derived from settings.json's http_port answers 200.
+        loop {
+            if http_req(http, "GET", "/v2/health/ready", "").is_some_and(|(c, _)| c == 200) {
+                break;
+            }
+            if let Some(st) = s.child.try_wait().unwrap() {
+                s.fail(format!("stockade exited before ready: {st}"));
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                s.fail("not ready within 120 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.ready_after = t0.elapsed();
+        s
+    }
+
+    fn fail(&mut self, what: String) -> ! {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+        panic!(
+            "{what}\nstockade stderr:\n{}",
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Every process under stockade that is not stockade.
+    fn servers(&self) -> Vec<i32> {
+        let stockade_exe = fs::canonicalize(STOCKADE).unwrap();
+        descendants(self.pid)
+            .into_iter()
+            .filter(|p| exe(*p) != stockade_exe)
+            .collect()
+    }
+
+    /// One operation attempted by the probe model inside the confined worker.
+    fn probe(&mut self, op: &str) -> String {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"OP","datatype":"BYTES","shape":[1],"data":["{op}"]}}]}}"#
+        );
+        match http_req(self.http, "POST", "/v2/models/probe/infer", &body) {
+            Some((200, answer)) => {
+                let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+                v["outputs"][0]["data"][0].as_str().unwrap().to_string()
+            }
+            other => self.fail(format!("probe {op}: {other:?}")),
+        }
+    }
+
+    /// SIGTERM to stockade: (exit status, time to exit).
+    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st, t.elapsed());
+            }
+            if t.elapsed() > Duration::from_secs(40) {
+                self.fail("still running 40 s after SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn serves_confined_and_stops_cleanly() {
     let ml = ml();
     let _g = serial();
-    let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
-    let (dir, repo) = make_repo(&format!(
-        "{{\"http_port\": {http_port}, \"grpc_port\": {grpc_port}, \"metrics_port\": {metrics_port}}}"
-    ));
-    let log = dir.path().join("stderr");
-    let mut cmd = stockade(&ml, "mlserver", &["start", &repo.display().to_string()]);
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(dir.path().join("stdout")).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
-    let t0 = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id() as i32;
-    let fail = |child: &mut std::process::Child, what: String| -> ! {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = child.wait();
-        panic!(
-            "{what}\nstockade stderr:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-    };
-
-    // Ready: the probe stockade derived from settings.json's http_port answers 200.
-    loop {
-        if http(http_port, "GET", "/v2/health/ready", "").is_some_and(|(c, _)| c == 200) {
-            break;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            fail(&mut child, format!("stockade exited before ready: {st}"));
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            fail(&mut child, "not ready within 120 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut s = Server::start(&ml);
     println!(
         "[mlserver] time-to-ready {:.3} s",
-        t0.elapsed().as_secs_f64()
+        s.ready_after.as_secs_f64()
     );
 
     // V2 inference over HTTP.
     let t1 = Instant::now();
-    let answer = http(http_port, "POST", "/v2/models/add/infer", INFER);
+    let answer = http_req(s.http, "POST", "/v2/models/add/infer", INFER);
     println!(
         "[mlserver] inference {:.1} ms",
         t1.elapsed().as_secs_f64() * 1e3
     );
     match &answer {
         Some((200, body)) if body.contains("\"data\":[11.0,22.0]") => {}
-        other => fail(&mut child, format!("inference answer: {other:?}")),
+        other => s.fail(format!("inference answer: {other:?}")),
     }
 
-    // Every server process (everything under stockade that is not stockade) is dropped.
-    let stockade_exe = fs::canonicalize(STOCKADE).unwrap();
-    let servers: Vec<i32> = descendants(pid)
-        .into_iter()
-        .filter(|p| exe(*p) != stockade_exe)
-        .collect();
-    let main = servers
+    // Every server process is dropped.
+    let servers = s.servers();
+    let Some(main) = servers
         .iter()
         .copied()
         .find(|p| cmdline(*p).contains(" start "))
-        .unwrap_or_else(|| fail(&mut child, format!("no `mlserver start` among {servers:?}")));
-    let worker = servers
+    else {
+        s.fail(format!("no `mlserver start` among {servers:?}"));
+    };
+    if !servers
         .iter()
-        .any(|p| cmdline(*p).contains("multiprocessing"));
-    if !worker {
-        fail(
-            &mut child,
-            format!("no multiprocessing worker among {servers:?}"),
-        );
+        .any(|p| cmdline(*p).contains("multiprocessing"))
+    {
+        s.fail(format!("no multiprocessing worker among {servers:?}"));
     }
     for p in &servers {
         let st = proc_status(*p);
@@ -549,30 +631,16 @@ fn serves_confined_and_stops_cleanly() {
 
     // Listeners: exactly the effective ports, on loopback only.
     let listeners: BTreeSet<String> = servers.iter().flat_map(|p| listening(*p)).collect();
-    let want: BTreeSet<String> = [http_port, grpc_port, metrics_port]
+    let want: BTreeSet<String> = [s.http, s.grpc, s.metrics]
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
     assert_eq!(listeners, want, "listeners of {servers:?}");
 
     // SIGTERM to stockade: forwarded, MLServer stops its workers, exit 0, nothing left.
-    let t2 = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t2.elapsed() > Duration::from_secs(40) {
-            fail(&mut child, "still running 40 s after SIGTERM".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    println!("[mlserver] stop took {:.3} s", t2.elapsed().as_secs_f64());
-    let err = fs::read_to_string(&log).unwrap_or_default();
+    let (status, took) = s.stop();
+    println!("[mlserver] stop took {:.3} s", took.as_secs_f64());
+    let err = fs::read_to_string(&s.log).unwrap_or_default();
     assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{err}");
     let left: Vec<i32> = servers.iter().copied().filter(|p| alive(*p)).collect();
     assert!(
@@ -581,7 +649,100 @@ fn serves_confined_and_stops_cleanly() {
     );
     assert!(!alive(main));
     assert!(
-        TcpStream::connect(("127.0.0.1", http_port)).is_err(),
+        TcpStream::connect(("127.0.0.1", s.http)).is_err(),
         "HTTP port still open after stop"
     );
+}
+
+/// A model that turns hostile: every attempt is denied with its errno inside, and the effect
+/// is absent outside. The unauthenticated repository API is the residual risk the dry run
+/// states; the read-only repository keeps a load from bringing in new code.
+#[test]
+fn compromised_model_is_contained() {
+    let ml = ml();
+    let _g = serial();
+    let mut s = Server::start(&ml);
+    let outside = TcpListener::bind("127.0.0.1:0").unwrap();
+    let outside_port = outside.local_addr().unwrap().port();
+    let free = free_port();
+    let new_model = s.repo.join("evil/model-settings.json");
+    let evil_json = s.repo.join("evil.json");
+    let planted = s.repo.join("add/add_model.py");
+    let before = fs::read(&planted).unwrap();
+    /// (operation, accepted errno names, the effect is absent outside)
+    type Attempt<'a> = (String, &'static [&'static str], Box<dyn Fn() -> bool + 'a>);
+    let cases: Vec<Attempt> = vec![
+        (
+            format!("write:{}", planted.display()),
+            &["EACCES", "EROFS"],
+            Box::new(|| fs::read(&planted).unwrap() == before),
+        ),
+        (
+            format!("write:{}", evil_json.display()),
+            &["EACCES", "EROFS"],
+            Box::new(|| !evil_json.exists()),
+        ),
+        (
+            "exec:/tmp/probe-true".into(),
+            &["EACCES"],
+            Box::new(|| true),
+        ),
+        (
+            "exec:/dev/shm/probe-true".into(),
+            &["EACCES"],
+            Box::new(|| true),
+        ),
+        (
+            format!("bind:{free}"),
+            &["EACCES"],
+            Box::new(|| TcpStream::connect(("127.0.0.1", free)).is_err()),
+        ),
+        // The built-in profile does not even allow connect: seccomp answers ENOSYS before
+        // Landlock's EACCES (MLServer needs no egress).
+        (
+            format!("connect:{outside_port}"),
+            &["ENOSYS", "EACCES"],
+            Box::new(|| true),
+        ),
+        ("signal-supervisor".into(), &["EPERM"], Box::new(|| true)),
+    ];
+    let mut failures = Vec::new();
+    for (op, want, outside_ok) in &cases {
+        let got = s.probe(op);
+        println!("[mlserver] probe {op:<60} -> {got}");
+        if !want.contains(&got.as_str()) || !outside_ok() {
+            failures.push(format!(
+                "{op}: got {got}, want one of {want:?} (outside check {})",
+                outside_ok()
+            ));
+        }
+    }
+    // No connection reached the outside listener.
+    outside.set_nonblocking(true).unwrap();
+    assert!(
+        outside.accept().is_err(),
+        "a connection reached the outside listener"
+    );
+    // The supervisor survived the signal attempt, the server still answers.
+    if s.child.try_wait().unwrap().is_some() {
+        s.fail("stockade exited after the model's signal attempt".into());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Residual risk (stated in the dry run): the repository API needs no credentials...
+    let unload = http_req(s.http, "POST", "/v2/repository/models/add/unload", "");
+    assert_eq!(unload.map(|(c, _)| c), Some(200), "unauthenticated unload");
+    let load = http_req(s.http, "POST", "/v2/repository/models/add/load", "");
+    assert_eq!(load.map(|(c, _)| c), Some(200), "unauthenticated load");
+    // ...but a load brings back only what the read-only repository holds.
+    assert!(!new_model.exists());
+    let again = http_req(s.http, "POST", "/v2/models/add/infer", INFER);
+    assert!(
+        again
+            .as_ref()
+            .is_some_and(|(c, b)| *c == 200 && b.contains("[11.0,22.0]")),
+        "{again:?}"
+    );
+    let (status, _) = s.stop();
+    assert_eq!(status.code(), Some(0));
 }
