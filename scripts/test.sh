@@ -28,6 +28,10 @@ say "MLServer 1.7.1 (pip, uvloop<0.22) into ${STOCKADE_MLSERVER_DIR:=/opt/stocka
 export STOCKADE_MLSERVER_DIR
 ./scripts/install-mlserver.sh "$STOCKADE_MLSERVER_DIR"
 
+say "BentoML 1.4.40 (pip) into ${STOCKADE_BENTOML_DIR:=/opt/stockade/bentoml}"
+export STOCKADE_BENTOML_DIR
+./scripts/install-bentoml.sh "$STOCKADE_BENTOML_DIR"
+
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
@@ -35,6 +39,6 @@ cargo clippy --all-targets --locked -- -D warnings
 say "packaging: static musl binary, .deb, manifests, systemd unit"
 ./.ci/package.sh
 
-say "tests (unit, kernel confinement, bad input, supervision, real Triton and MLServer end to end)"
+say "tests (unit, kernel confinement, bad input, supervision, real Triton, MLServer and BentoML end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
 cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}"

@@ -24,6 +24,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../profiles/triton-explicit.toml"),
     ),
     ("mlserver", include_str!("../profiles/mlserver.toml")),
+    ("bentoml", include_str!("../profiles/bentoml.toml")),
 ];
 
 pub fn builtin_names() -> Vec<String> {
@@ -59,6 +60,8 @@ pub struct Profile {
     pub triton: Option<Spanned<crate::servers::triton::Policy>>,
     /// MLServer's configuration policy (`server.kind = "mlserver"`); defaults when absent.
     pub mlserver: Option<Spanned<crate::servers::mlserver::Policy>>,
+    /// BentoML's argv policy (`server.kind = "bentoml"`); defaults when absent.
+    pub bentoml: Option<Spanned<crate::servers::bentoml::Policy>>,
 }
 
 /// A private mount namespace for the server (needs root; see `when_unprivileged`).
@@ -511,6 +514,14 @@ pub fn parse(name: &str, origin: &str, src: &str) -> Result<Loaded> {
         return Err(loaded.err(
             m.span(),
             "[mlserver] applies only with server.kind = \"mlserver\"",
+        ));
+    }
+    if let Some(b) = &loaded.profile.bentoml
+        && loaded.profile.server.kind != ServerKind::Bentoml
+    {
+        return Err(loaded.err(
+            b.span(),
+            "[bentoml] applies only with server.kind = \"bentoml\"",
         ));
     }
     Ok(loaded)

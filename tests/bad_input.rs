@@ -333,6 +333,14 @@ const CASES: &[Case] = &[
         message: "[mlserver] applies only with server.kind = \"mlserver\"",
     },
     Case {
+        name: "bentoml policy on another kind",
+        edit: &[],
+        append: "[bentoml]\ndefault_port = 3001\n",
+        args: RUN,
+        code: 65,
+        message: "[bentoml] applies only with server.kind = \"bentoml\"",
+    },
+    Case {
         name: "unknown key in mlserver policy",
         edit: &[],
         append: "[mlserver]\nlisten = []\n",

@@ -20,6 +20,7 @@ use crate::identity::{IdentityPlan, Mode};
 use crate::landlock_policy::ExtraRules;
 use crate::profile::{Loaded, SuperviseSection};
 
+pub mod bentoml;
 pub mod generic;
 pub mod mlserver;
 pub mod triton;
@@ -116,6 +117,7 @@ register! {
     Generic = "generic" => generic::Generic;
     Triton = "triton" => triton::Triton;
     Mlserver = "mlserver" => mlserver::MlServer;
+    Bentoml = "bentoml" => bentoml::BentoMl;
 }
 
 /// Run the kind the profile names.

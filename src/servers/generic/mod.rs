@@ -12,7 +12,7 @@ impl Kind for Generic {
             return Err(req.loaded.err(
                 r.http_get.span(),
                 "supervise.ready.from_server_flags needs a server kind whose flags stockade reads \
-                 (server.kind = \"triton\" or \"mlserver\")",
+                 (server.kind = \"triton\", \"mlserver\" or \"bentoml\")",
             ));
         }
         Ok(Prepared::passthrough(req.args))
