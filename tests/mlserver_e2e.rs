@@ -6,7 +6,8 @@
 //!   and nothing started (one stockade line on stderr, the listener never opened).
 //! * `serves_confined_and_stops_cleanly`: ready, a V2 inference over HTTP on free loopback ports
 //!   taken from settings.json, every server process dropped (read from /proc), listeners only on
-//!   127.0.0.1, SIGTERM → exit 0 and nothing left.
+//!   127.0.0.1, SIGTERM → exit 0 and nothing left; `serves_rootless` the same started as uid 65534;
+//!   `compromised_model_is_contained`: a hostile model denied write/exec/bind/connect/signal.
 //!
 //! Missing MLServer is a failure, not a skip. Requires root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -60,10 +61,10 @@ fn free_port() -> u16 {
 }
 
 /// A world-traversable directory (uid 65534 must reach the repository).
-fn tempdir(prefix: &str) -> tempfile::TempDir {
+fn tempdir_in(prefix: &str, base: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir_in("/tmp")
+        .tempdir_in(base)
         .unwrap();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     d
@@ -85,7 +86,11 @@ fn copy_tree(src: &Path, dst: &Path) {
 
 /// The fixture repository (one model, `add`) with `settings` as settings.json.
 fn make_repo(settings: &str) -> (tempfile::TempDir, PathBuf) {
-    let d = tempdir("stockade-mlserver-");
+    make_repo_in(settings, "/tmp")
+}
+
+fn make_repo_in(settings: &str, base: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempdir_in("stockade-mlserver-", base);
     let repo = d.path().join("models");
     copy_tree(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlserver/models"),
@@ -468,12 +473,35 @@ struct Server {
 
 impl Server {
     fn start(ml: &Ml) -> Server {
+        Server::start_as(ml, false)
+    }
+
+    /// `rootless`: stockade itself runs as uid 65534 (setpriv), with no private mounts; the
+    /// repository then lives outside the read-write /tmp (/var/tmp), as stockade requires.
+    fn start_as(ml: &Ml, rootless: bool) -> Server {
         let (http, grpc, metrics) = (free_port(), free_port(), free_port());
-        let (dir, repo) = make_repo(&format!(
-            "{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}}}"
-        ));
+        let (dir, repo) = make_repo_in(
+            &format!(
+                "{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}}}"
+            ),
+            if rootless { "/var/tmp" } else { "/tmp" },
+        );
         let log = dir.path().join("stderr");
-        let mut cmd = stockade(ml, "mlserver", &["start", &repo.display().to_string()]);
+        let repo_s = repo.display().to_string();
+        let mut cmd = if rootless {
+            let mut c = Command::new("setpriv");
+            c.env_clear()
+                .env("PATH", &ml.path)
+                .env("STOCKADE_LOG", "info")
+                .current_dir("/")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", STOCKADE])
+                .args(["--profile", "mlserver", "--"])
+                .arg(&ml.exe)
+                .args(["start", &repo_s]);
+            c
+        } else {
+            stockade(ml, "mlserver", &["start", &repo_s])
+        };
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(fs::File::create(&log).unwrap());
@@ -652,6 +680,40 @@ fn serves_confined_and_stops_cleanly() {
         TcpStream::connect(("127.0.0.1", s.http)).is_err(),
         "HTTP port still open after stop"
     );
+}
+
+/// Rootless (stockade started as uid 65534, e.g. Kubernetes runAsNonRoot): still serves, still
+/// no_new_privs + seccomp + no effective capabilities in every server process, exit 0 on TERM.
+#[test]
+fn serves_rootless() {
+    let ml = ml();
+    let _g = serial();
+    let mut s = Server::start_as(&ml, true);
+    println!(
+        "[mlserver rootless] time-to-ready {:.3} s",
+        s.ready_after.as_secs_f64()
+    );
+    match http_req(s.http, "POST", "/v2/models/add/infer", INFER) {
+        Some((200, body)) if body.contains("\"data\":[11.0,22.0]") => {}
+        other => s.fail(format!("inference answer: {other:?}")),
+    }
+    let servers = s.servers();
+    assert!(servers.len() >= 2, "{servers:?}");
+    for p in &servers {
+        let st = proc_status(*p);
+        let what = format!("pid {p} ({})", cmdline(*p));
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "{what}: Uid");
+        for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+            assert_eq!(st[cap], "0000000000000000", "{what}: {cap}");
+        }
+        assert_eq!(st["NoNewPrivs"], "1", "{what}: NoNewPrivs");
+        assert_eq!(st["Seccomp"], "2", "{what}: Seccomp");
+    }
+    let (status, took) = s.stop();
+    println!("[mlserver rootless] stop took {:.3} s", took.as_secs_f64());
+    assert_eq!(status.code(), Some(0));
+    let left: Vec<i32> = servers.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "left after stop: {left:?}");
 }
 
 /// A model that turns hostile: every attempt is denied with its errno inside, and the effect
