@@ -5,7 +5,9 @@
 //!   --development, --env, a working dir outside the service roots, too many workers,
 //!   BENTOML_CONFIG_OPTIONS: exit 78 with the flag or variable named, nothing started.
 //! * `serves_confined_and_stops_cleanly`: ready, an API call, every process (the arbiter and its
-//!   setsid'd worker) dropped, the service port only on 127.0.0.1, SIGTERM → exit 0, nothing left.
+//!   setsid'd worker) dropped, listeners only on 127.0.0.1, a hostile service method denied
+//!   write/exec/bind/signal, the residual risk measured (ephemeral binds, circus endpoints
+//!   reachable from outside), SIGTERM → exit 0, nothing left.
 //!
 //! Missing BentoML is a failure, not a skip. Requires root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -388,6 +390,59 @@ fn serves_confined_and_stops_cleanly() {
         "{listeners:?}"
     );
     println!("[bentoml] listeners {listeners:?}");
+
+    // A compromised service method: denied with its errno inside, absent outside.
+    let free = free_port();
+    let planted = svc.join("service.py");
+    let before = fs::read(&planted).unwrap();
+    let probe = |op: &str| -> String {
+        let body = format!("{{\"op\": \"{op}\"}}");
+        match http_req(port, "POST", "/probe", &body) {
+            Some((200, b)) => b.trim().trim_matches('"').to_string(),
+            other => format!("HTTP {other:?}"),
+        }
+    };
+    let mut failures = Vec::new();
+    for (op, want) in [
+        (
+            format!("write:{}", planted.display()),
+            &["EROFS", "EACCES"][..],
+        ),
+        ("exec:/tmp/probe-true".to_string(), &["EACCES"][..]),
+        (format!("bind:{}", 1024 + free % 1000), &["EACCES"][..]),
+        ("signal-supervisor".to_string(), &["EPERM"][..]),
+    ] {
+        let got = probe(&op);
+        println!("[bentoml] probe {op:<60} -> {got}");
+        if !want.contains(&got.as_str()) {
+            failures.push(format!("{op}: got {got}, want {want:?}"));
+        }
+    }
+    assert_eq!(fs::read(&planted).unwrap(), before, "service code changed");
+    if let Some(st) = child.try_wait().unwrap() {
+        fail(
+            &mut child,
+            format!("stockade exited after the probes: {st}"),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Residual risk, measured (the start-up warning states it): a port in the ephemeral range is
+    // bindable from inside, and circus's controller endpoints accept connections from outside
+    // the sandbox.
+    let (lo, _) = (32768u16, 60999u16);
+    let residual = probe(&format!("bind:{}", lo + free % 20000));
+    println!("[bentoml] residual: bind inside the ephemeral range -> {residual}");
+    assert_eq!(
+        residual, "ok",
+        "the ephemeral range is bindable (the stated residual risk)"
+    );
+    for l in listeners
+        .iter()
+        .filter(|l| **l != format!("127.0.0.1:{port}"))
+    {
+        let reachable = TcpStream::connect(l.as_str()).is_ok();
+        println!("[bentoml] residual: circus endpoint {l} reachable from outside: {reachable}");
+    }
 
     let t2 = Instant::now();
     nix::sys::signal::kill(
