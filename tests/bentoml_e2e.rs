@@ -378,6 +378,24 @@ fn serves_confined_and_stops_cleanly() {
         "[bentoml] {} server processes confined: {servers:?}",
         servers.len()
     );
+    // The kind's environment reached the server: telemetry off, BENTOML_HOME private.
+    for p in &servers {
+        let environ: Vec<String> = fs::read(format!("/proc/{p}/environ"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        for want in [
+            "BENTOML_DO_NOT_TRACK=true",
+            "BENTOML_HOME=/tmp/bentoml-home",
+        ] {
+            // (the arbiter hands its worker "True")
+            assert!(
+                environ.iter().any(|e| e.eq_ignore_ascii_case(want)),
+                "pid {p}: no {want}: {environ:?}"
+            );
+        }
+    }
     // The service port only on loopback; the other listeners are circus's zmq endpoints, which
     // the dry run names as the residual risk: they must be on loopback too.
     let listeners: BTreeSet<String> = servers.iter().flat_map(|p| listening(*p)).collect();
