@@ -4,7 +4,7 @@
 //! * `config_that_widens_exposure_is_refused_before_start`: settings.json, model-settings.json,
 //!   the environment, a .env and the argv, each refused with exit 78 and the file and key named,
 //!   and nothing started (one stockade line on stderr, the listener never opened).
-//! * `serves_confined_and_stops_cleanly`: ready, a V2 inference over HTTP on free loopback ports
+//! * `serves_confined_and_stops_cleanly`: ready, V2 inference over HTTP and gRPC on free loopback ports
 //!   taken from settings.json, every server process dropped (read from /proc), listeners only on
 //!   127.0.0.1, SIGTERM → exit 0 and nothing left; `serves_rootless` the same started as uid 65534;
 //!   `compromised_model_is_contained`: a hostile model denied write/exec/bind/connect/signal.
@@ -455,6 +455,22 @@ fn http_req(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Str
     Some((status, body))
 }
 
+/// ModelInfer over gRPC; prints OUTPUT0 as a list of floats.
+const GRPC_INFER: &str = r#"
+import struct, sys, grpc
+from mlserver.grpc import dataplane_pb2 as pb, dataplane_pb2_grpc as pbg
+T = pb.ModelInferRequest.InferInputTensor
+def tensor(name, xs):
+    return T(name=name, datatype="FP32", shape=[2], contents=pb.InferTensorContents(fp32_contents=xs))
+stub = pbg.GRPCInferenceServiceStub(grpc.insecure_channel(sys.argv[1]))
+r = stub.ModelInfer(pb.ModelInferRequest(model_name="add", inputs=[tensor("INPUT0", [1, 2]), tensor("INPUT1", [10, 20])]), timeout=20)
+out = list(r.outputs[0].contents.fp32_contents)
+if not out and r.raw_output_contents:
+    raw = r.raw_output_contents[0]
+    out = list(struct.unpack("<%df" % (len(raw) // 4), raw))
+print(out)
+"#;
+
 const INFER: &str = r#"{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[2],"data":[1,2]},{"name":"INPUT1","datatype":"FP32","shape":[2],"data":[10,20]}]}"#;
 
 /// A confined MLServer started under `stockade --profile mlserver`, ready.
@@ -623,6 +639,23 @@ fn serves_confined_and_stops_cleanly() {
     match &answer {
         Some((200, body)) if body.contains("\"data\":[11.0,22.0]") => {}
         other => s.fail(format!("inference answer: {other:?}")),
+    }
+
+    // V2 inference over gRPC (MLServer's own generated stubs, from its venv's python).
+    let grpc = Command::new(ml.exe.with_file_name("python"))
+        .env_clear()
+        .arg("-c")
+        .arg(GRPC_INFER)
+        .arg(format!("127.0.0.1:{}", s.grpc))
+        .output()
+        .unwrap();
+    let grpc_out = String::from_utf8_lossy(&grpc.stdout).trim().to_string();
+    println!("[mlserver] grpc inference -> {grpc_out}");
+    if grpc_out != "[11.0, 22.0]" {
+        s.fail(format!(
+            "gRPC inference: {grpc_out} {}",
+            String::from_utf8_lossy(&grpc.stderr)
+        ));
     }
 
     // Every server process is dropped.
