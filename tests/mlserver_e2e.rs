@@ -192,6 +192,11 @@ fn config_that_widens_exposure_is_refused_before_start() {
             "server configuration refused: REPO/settings.json: host: '0.0.0.0' is not a listed address",
         ),
         case(
+            "settings.json spells the key in capitals (pydantic matches keys case-insensitively)",
+            format!("{{{ports}, \"HOST\": \"0.0.0.0\"}}"),
+            "server configuration refused: REPO/settings.json: host: '0.0.0.0' is not a listed address",
+        ),
+        case(
             "settings.json turns debug on",
             format!("{{{ports}, \"debug\": true}}"),
             "server configuration refused: REPO/settings.json: debug: debug must be false",

@@ -5,7 +5,8 @@
 //! from `MLSERVER_*` environment variables (case-insensitive), then from a `.env` file in the
 //! server's cwd, then the defaults (mlserver/settings.py). Each model comes from a
 //! `model-settings.json` found recursively under FOLDER, with `MLSERVER_MODEL_*` variables (and
-//! the `.env`) filling what the file leaves out, the nested `parameters` included. Verified on
+//! the `.env`) filling what the file leaves out, the nested `parameters` included. File keys are
+//! matched case-insensitively too ("HOST" works). Verified on
 //! 1.7.1: file `http_port` beat `MLSERVER_HTTP_PORT`; `mlserver_metrics_port` (lower case) beat
 //! the `.env`; `MLSERVER_MODEL_ENVIRONMENT_TARBALL` reached a file model's parameters.
 
@@ -81,13 +82,14 @@ pub struct Inputs {
 impl Inputs {
     /// A server setting: the file's key, else `MLSERVER_<KEY>`, else the `.env`.
     pub fn server(&self, key: &str) -> Result<Option<Found>, Refusal> {
-        if let Some((path, obj)) = &self.settings
-            && let Some(v) = obj.get(key)
-        {
-            return Ok(Some(Found {
-                value: v.clone(),
-                source: Source::File(path.clone()),
-            }));
+        if let Some((path, obj)) = &self.settings {
+            let src = Source::File(path.clone());
+            if let Some(v) = get_ci(obj, key, &src)? {
+                return Ok(Some(Found {
+                    value: v.clone(),
+                    source: src,
+                }));
+            }
         }
         self.variable(&format!("MLSERVER_{key}"))
     }
@@ -130,6 +132,29 @@ impl Inputs {
         }
         Ok(None)
     }
+}
+
+/// A key of a settings file, matched as pydantic-settings matches it: case-insensitively
+/// (verified on 1.7.1: `"HOST"` in settings.json and `"PARAMETERS": {"ENVIRONMENT_TARBALL"}` in
+/// model-settings.json both take effect). Two spellings with different values are refused:
+/// which one MLServer takes is an accident of dict order.
+pub fn get_ci<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+    source: &Source,
+) -> Result<Option<&'a Value>, Refusal> {
+    let mut hits = obj.iter().filter(|(k, _)| k.eq_ignore_ascii_case(key));
+    let Some((_, first)) = hits.next() else {
+        return Ok(None);
+    };
+    if hits.any(|(_, v)| v != first) {
+        return Err(refuse(
+            source,
+            key,
+            "set more than once with different letter case and different values",
+        ));
+    }
+    Ok(Some(first))
 }
 
 /// Read `FOLDER/settings.json`: absent is fine, anything but a JSON object is refused.

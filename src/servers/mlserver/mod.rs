@@ -298,7 +298,10 @@ pub fn check(
             return Err(refuse(&f.source, key, env_reason(key)));
         }
         if let Some(f) = inputs.variable("MLSERVER_MODEL_PARAMETERS")?
-            && config::as_object(&f).is_none_or(|o| o.get(key).is_some_and(|v| !v.is_null()))
+            && config::as_object(&f).is_none_or(|o| {
+                o.iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case(key) && !v.is_null())
+            })
         {
             return Err(refuse(
                 &f.source,
@@ -310,17 +313,17 @@ pub fn check(
     let mut names = Vec::new();
     for (path, obj) in models {
         let src = Source::File(path.clone());
-        if let Some(params) = obj.get("parameters").filter(|v| !v.is_null()) {
+        if let Some(params) = config::get_ci(obj, "parameters", &src)?.filter(|v| !v.is_null()) {
             let Some(p) = params.as_object() else {
                 return Err(refuse(&src, "parameters", "is not a JSON object"));
             };
             for key in ["environment_tarball", "environment_path"] {
-                if p.get(key).is_some_and(|v| !v.is_null()) {
+                if config::get_ci(p, key, &src)?.is_some_and(|v| !v.is_null()) {
                     return Err(refuse(&src, &format!("parameters.{key}"), env_reason(key)));
                 }
             }
         }
-        if let Some(v) = obj.get("parallel_workers").filter(|v| !v.is_null()) {
+        if let Some(v) = config::get_ci(obj, "parallel_workers", &src)?.filter(|v| !v.is_null()) {
             let f = Found {
                 value: v.clone(),
                 source: src.clone(),
@@ -328,9 +331,10 @@ pub fn check(
             let n = config::as_int(&f, "parallel_workers")?;
             bound_workers(policy, n, &src, "parallel_workers")?;
         }
-        let name = obj.get("name").and_then(|v| v.as_str()).unwrap_or("?");
-        let imp = obj
-            .get("implementation")
+        let name = config::get_ci(obj, "name", &src)?
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        let imp = config::get_ci(obj, "implementation", &src)?
             .and_then(|v| v.as_str())
             .unwrap_or("?");
         names.push(format!("{name} ({imp})"));

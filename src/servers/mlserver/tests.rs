@@ -91,6 +91,31 @@ fn settings_json_host_beats_the_environment() {
 }
 
 #[test]
+fn settings_json_keys_match_case_insensitively() {
+    // MLServer 1.7.1 takes "HOST" from settings.json over MLSERVER_HOST (verified).
+    let (src, key, _) = refused(&inputs(json!({"HOST": "0.0.0.0"}), &[]));
+    assert_eq!(
+        (src.as_str(), key.as_str()),
+        ("/repo/settings.json", "host")
+    );
+    let (_, key, why) = refused(&inputs(
+        json!({"host": "127.0.0.1", "Host": "0.0.0.0"}),
+        &[],
+    ));
+    assert_eq!(key, "host");
+    assert!(why.contains("different letter case"), "{why}");
+    let model = (
+        PathBuf::from("/repo/m/model-settings.json"),
+        json!({"name": "m", "PARAMETERS": {"Environment_Tarball": "/x.tgz"}})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    let (_, key, _) = refused_with(&Policy::default(), &inputs(json!({}), &[]), &[model]);
+    assert_eq!(key, "parameters.environment_tarball");
+}
+
+#[test]
 fn environment_names_match_case_insensitively() {
     let i = inputs(json!({}), &[("mlserver_host", "0.0.0.0")]);
     let (src, key, _) = refused(&i);
