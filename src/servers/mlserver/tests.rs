@@ -513,3 +513,23 @@ fn refusal_message_names_file_and_key() {
         "server configuration refused: /r/settings.json: host: why"
     );
 }
+
+#[test]
+fn duplicate_json_keys_keep_the_last_like_python() {
+    // Python's json keeps the last of two equal keys; so must the reader.
+    let d = tmp();
+    std::fs::write(
+        d.path().join("settings.json"),
+        r#"{"host": "127.0.0.1", "host": "0.0.0.0"}"#,
+    )
+    .unwrap();
+    let (path, obj) = config::read_settings(d.path()).unwrap().unwrap();
+    let i = Inputs {
+        settings: Some((path, obj)),
+        env: vec![("MLSERVER_DEBUG".into(), "false".into())],
+        dotenv: None,
+    };
+    let (_, key, why) = refused(&i);
+    assert_eq!(key, "host");
+    assert!(why.contains("'0.0.0.0'"), "{why}");
+}
