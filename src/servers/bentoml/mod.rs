@@ -4,9 +4,9 @@
 //! options; click does not abbreviate): loopback `--host` and an explicit `--port` always
 //! emitted, `--reload`, `--development`, `--env`, `--context`, `--arg-file` and
 //! `--ssl-keyfile-password` refused, the working directory inside the profile's service roots
-//! (read-only), workers bounded, TLS files read-only rules, telemetry off, `BENTOML_CONFIG` /
-//! `BENTOML_CONFIG_OPTIONS` refused, `BENTOML_HOME` under the private /tmp unless the profile
-//! sets it.
+//! (read-only), workers bounded, TLS files read-only rules, telemetry off, `BENTOML_*` variables
+//! outside a short allow-list refused (`BENTOML_CONFIG*` rewrite listeners), `BENTOML_HOME` under
+//! the private /tmp unless the profile sets it.
 //!
 //! BentoML's process manager (a vendored circus) binds its zmq controller and pubsub endpoints
 //! on ports picked at random from the ephemeral range (`reserve_free_port()`, no setting), so
@@ -249,16 +249,36 @@ pub fn check(policy: &Policy, p: &Parsed, cwd: &Path, env: &[(String, String)]) 
             return Err(flag_err(&format!("--{name}"), format!("refused: {why}")));
         }
     }
-    for var in ["BENTOML_CONFIG", "BENTOML_CONFIG_OPTIONS"] {
-        if env.iter().any(|(k, _)| k == var) {
-            return Err(Error::ServerConfig {
-                source: format!("environment variable {var}"),
-                key: var.into(),
-                reason: "BentoML configuration overrides (listeners, metrics, tracing, runners) \
-                         are refused: the kind derives host, port and workers from the argv"
-                    .into(),
-            });
-        }
+    // BentoML reads many BENTOML_* variables (1.4.40); only these reach it. BENTOML_CONFIG,
+    // BENTOML_CONFIG_OPTIONS and BENTOML_CONFIG_OVERRIDES rewrite listeners, metrics, tracing
+    // and runners; BENTOML_DEBUG, *_RUNNER_MAP, BENTOML_SERVE_* are internal or widen exposure.
+    const ALLOWED: &[&str] = &[
+        "BENTOML_HOME",
+        "BENTOML_DO_NOT_TRACK",
+        "BENTOML_API_WORKERS",
+        "BENTOML_TIMEOUT",
+        "BENTOML_NUM_THREAD",
+        "BENTOML_VERBOSITY",
+        "BENTOML_QUIET",
+        "BENTOML_DISABLE_GPU_ALLOCATION",
+    ];
+    if let Some((var, _)) = env
+        .iter()
+        .find(|(k, _)| k.starts_with("BENTOML_") && !ALLOWED.contains(&k.as_str()))
+    {
+        let why = if var.starts_with("BENTOML_CONFIG") {
+            "BentoML configuration overrides (listeners, metrics, tracing, runners) are refused: \
+             the kind derives host, port and workers from the argv"
+        } else {
+            "not among the BentoML variables this kind lets through (BENTOML_HOME, \
+             BENTOML_API_WORKERS, BENTOML_TIMEOUT, BENTOML_NUM_THREAD, BENTOML_VERBOSITY, \
+             BENTOML_QUIET, BENTOML_DISABLE_GPU_ALLOCATION)"
+        };
+        return Err(Error::ServerConfig {
+            source: format!("environment variable {var}"),
+            key: var.clone(),
+            reason: why.into(),
+        });
     }
     let host = last(p, "host")
         .map(str::to_string)

@@ -162,7 +162,12 @@ fn widening_flags_are_refused() {
 #[test]
 fn bentoml_environment_is_checked() {
     let d = svc();
-    for var in ["BENTOML_CONFIG", "BENTOML_CONFIG_OPTIONS"] {
+    for var in [
+        "BENTOML_CONFIG",
+        "BENTOML_CONFIG_OPTIONS",
+        "BENTOML_CONFIG_OVERRIDES",
+        "BENTOML_DEBUG",
+    ] {
         let e = run(&d, &["serve", "s:S"], &[(var, "x")]).unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(
@@ -172,6 +177,12 @@ fn bentoml_environment_is_checked() {
             "{e}"
         );
     }
+    run(
+        &d,
+        &["serve", "s:S"],
+        &[("BENTOML_HOME", "/tmp/h"), ("BENTOML_API_WORKERS", "2")],
+    )
+    .unwrap();
     let e = run(&d, &["serve", "s:S"], &[("BENTOML_API_WORKERS", "99")]).unwrap_err();
     assert!(
         e.to_string().contains("BENTOML_API_WORKERS: 99 workers"),
