@@ -28,6 +28,14 @@ say "Triton 2.51 (pip wheel nvidia-pytriton) into ${STOCKADE_TRITON_DIR:=/opt/st
 export STOCKADE_TRITON_DIR
 ./scripts/install-triton.sh "$STOCKADE_TRITON_DIR"
 
+say "MLServer 1.7.1 (pip, uvloop<0.22) into ${STOCKADE_MLSERVER_DIR:=/opt/stockade/mlserver}"
+export STOCKADE_MLSERVER_DIR
+./scripts/install-mlserver.sh "$STOCKADE_MLSERVER_DIR"
+
+say "BentoML 1.4.40 (pip) into ${STOCKADE_BENTOML_DIR:=/opt/stockade/bentoml}"
+export STOCKADE_BENTOML_DIR
+./scripts/install-bentoml.sh "$STOCKADE_BENTOML_DIR"
+
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
@@ -35,7 +43,7 @@ cargo clippy --all-targets --locked -- -D warnings
 say "packaging: static musl binary, .deb, manifests, systemd unit"
 ./.ci/package.sh
 
-say "tests (unit, kernel confinement, bad input, supervision, real Triton end to end, containers)"
+say "tests (unit, kernel confinement, bad input, supervision, terminal, egress, containers, real Triton, MLServer and BentoML end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
 # tests/container.rs puts target/x86_64-unknown-linux-musl/release/stockade (package.sh built it
 # above; the test rebuilds it if stale) into an image and runs it under podman with private

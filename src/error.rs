@@ -29,7 +29,7 @@ pub mod code {
     pub const PERMISSION: u8 = 77;
     /// The server did not pass its readiness probe in time (the start failed; it was stopped).
     pub const NOT_READY: u8 = 75;
-    /// A server flag refused by the profile's policy.
+    /// A server flag, or a key of the server's own configuration, refused by the profile's policy.
     pub const SERVER_FLAG: u8 = 78;
     /// The server exists but cannot be executed.
     pub const NOT_EXECUTABLE: u8 = 126;
@@ -86,6 +86,13 @@ pub enum Error {
         flag: String,
         reason: String,
     },
+    /// The server's own configuration (a settings file, a variable) widens what the profile
+    /// allows: `source` is the file or variable, `key` the setting.
+    ServerConfig {
+        source: String,
+        key: String,
+        reason: String,
+    },
     /// A server flag names a path that does not exist.
     MissingFlagPath(String),
     ServerNotFound(String),
@@ -125,7 +132,7 @@ impl Error {
             Error::UnknownUser { .. } => code::NO_USER,
             Error::RootTarget { .. } | Error::Privilege(_) => code::PERMISSION,
             Error::Kernel(_) => code::KERNEL,
-            Error::ServerFlag { .. } => code::SERVER_FLAG,
+            Error::ServerFlag { .. } | Error::ServerConfig { .. } => code::SERVER_FLAG,
             Error::ServerNotFound(_) => code::NOT_FOUND,
             Error::ServerNotExecutable(_) => code::NOT_EXECUTABLE,
             Error::PassFd { .. } => code::PASS_FD,
@@ -188,6 +195,17 @@ impl fmt::Display for Error {
             Error::Kernel(m) => write!(f, "kernel: {m}"),
             Error::ServerFlag { flag, reason } => {
                 write!(f, "server flag refused: {flag}: {reason}")
+            }
+            Error::ServerConfig {
+                source,
+                key,
+                reason,
+            } => {
+                if key.is_empty() {
+                    write!(f, "server configuration refused: {source}: {reason}")
+                } else {
+                    write!(f, "server configuration refused: {source}: {key}: {reason}")
+                }
             }
             Error::MissingFlagPath(m) => write!(f, "server flag {m}"),
             Error::ServerNotFound(name) => write!(f, "server '{name}': not found"),

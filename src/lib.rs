@@ -23,6 +23,6 @@ pub mod ready;
 pub mod render;
 pub mod report;
 pub mod seccomp_policy;
+pub mod servers;
 pub mod supervisor;
 pub mod sys;
-pub mod triton;

@@ -12,7 +12,7 @@ use nix::sys::resource::Resource;
 use crate::env::EnvPlan;
 use crate::error::{Error, Result};
 use crate::identity::{IdentityPlan, Mode};
-use crate::landlock_policy::{Access3, ExtraRules, LandlockPlan};
+use crate::landlock_policy::LandlockPlan;
 use crate::profile::{Limit, Loaded, ServerKind, SuperviseSection};
 use crate::seccomp_policy::SeccompPlan;
 
@@ -168,7 +168,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
             "the profile keeps capabilities, which an unprivileged start cannot grant".into(),
         ));
     }
-    let env = crate::env::build(loaded, &p.env)?;
+    let mut env = crate::env::build(loaded, &p.env)?;
     let cwd = match &p.server.cwd {
         Some(c) => {
             let path = PathBuf::from(c.get_ref());
@@ -211,122 +211,29 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
             cwd.display()
         ));
     }
-    let mut secret_exposure_line = None;
     let mut supervise = p.supervise.clone();
-    if p.server.kind != ServerKind::Triton
-        && let Some(r) = supervise.ready.as_ref().filter(|r| r.from_server_flags)
-    {
-        return Err(loaded.err(
-            r.http_get.span(),
-            "supervise.ready.from_server_flags needs a server kind whose flags stockade reads \
-             (server.kind = \"triton\")",
-        ));
+    // The server kind (src/servers/): final argv and environment, the paths and ports Landlock
+    // needs, readiness, notes, refusals.
+    let kind = crate::servers::prepare(&crate::servers::Request {
+        loaded,
+        args: &command[1..],
+        env: &env,
+        cwd: &cwd,
+        identity: &identity,
+        supervise: &supervise,
+        dry_run,
+    })?;
+    crate::servers::apply_env(&mut env, &kind.env_set);
+    if let (Some(url), Some(ready)) = (kind.ready, supervise.ready.as_mut()) {
+        ready.http_get = toml::Spanned::new(ready.http_get.span(), url);
     }
-    let mut extra = ExtraRules::default();
-    let mut repositories = Vec::new();
-    let mut args: Vec<OsString> = command[1..].to_vec();
-    let mut display_tail: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if p.server.kind == ServerKind::Triton {
-        let policy = p
-            .triton
-            .as_ref()
-            .ok_or_else(|| Error::Internal("triton profile without policy".into()))?;
-        let rw = crate::triton::rewrite(policy.get_ref(), &args, dry_run).map_err(|e| {
-            if e.missing {
-                Error::MissingFlagPath(e.to_string())
-            } else {
-                Error::ServerFlag {
-                    flag: e.flag.clone(),
-                    reason: e.reason.clone(),
-                }
-            }
-        })?;
-        if u64::from(rw.exit_timeout_secs) >= p.supervise.stop_grace_secs {
-            return Err(Error::ServerFlag {
-                flag: "--exit-timeout-secs".into(),
-                reason: format!(
-                    "{}s must be shorter than the profile's supervise.stop_grace_secs ({}s), or \
-                     Triton is killed while it drains",
-                    rw.exit_timeout_secs, p.supervise.stop_grace_secs
-                ),
-            });
-        }
-        repositories.extend(rw.model_repositories.iter().cloned());
-        for d in &rw.model_repositories {
-            extra
-                .rules
-                .push((d.clone(), Access3::ReadOnly, "--model-repository".into()));
-        }
-        for d in &rw.read_exec_dirs {
-            extra
-                .rules
-                .push((d.clone(), Access3::ReadExec, "triton directory flag".into()));
-        }
-        for f in &rw.read_files {
-            extra
-                .rules
-                .push((f.clone(), Access3::ReadOnly, "triton file flag".into()));
-        }
-        for f in &rw.write_files {
-            if dry_run && !f.exists() {
-                notes.push(format!("would create {} for the server", f.display()));
-                continue;
-            }
-            if !dry_run {
-                precreate_file(f, &identity)?;
-            }
-            extra
-                .rules
-                .push((f.clone(), Access3::ReadWrite, "--log-file".into()));
-        }
-        if let Some(ready) = supervise.ready.as_mut().filter(|r| r.from_server_flags) {
-            let Some(addr) = rw.http_endpoint else {
-                return Err(Error::ServerFlag {
-                    flag: "--allow-http".into(),
-                    reason: "the profile's readiness probe (supervise.ready.from_server_flags) \
-                             needs the HTTP endpoint, which the final flags disable"
-                        .into(),
-                });
-            };
-            // A wildcard listener is probed on loopback: the probe never leaves this host.
-            let addr = match addr.ip() {
-                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                    std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
-                }
-                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
-                }
-                _ => addr,
-            };
-            let url = format!("http://{addr}{}", ready.http_get.get_ref().path);
-            let probe = crate::ready::HttpGet::parse(&url).map_err(|e| {
-                Error::profile(
-                    loaded.at(ready.http_get.span()),
-                    format!("readiness probe: {e}"),
-                )
-            })?;
-            ready.http_get = toml::Spanned::new(ready.http_get.span(), probe);
-        }
-        extra.bind_tcp.extend(&rw.bind_ports);
-        extra.connect_tcp.extend(&rw.connect_ports);
-        notes.extend(rw.notes.iter().cloned());
-        if rw.args.iter().any(|a| {
-            a.starts_with("--http-restricted-api=") || a.starts_with("--grpc-restricted-protocol=")
-        }) {
-            let hidepid = proc_hidepid(
-                &std::fs::read_to_string("/proc/self/mountinfo")
-                    .map_err(|e| Error::os("/proc/self/mountinfo", e))?,
-            );
-            let (exposure, warning) = secret_exposure(&hidepid, identity.uid);
-            secret_exposure_line = Some(exposure);
-            warnings.extend(warning);
-        }
-        display_tail = rw.redacted_args();
-        args = rw.args.iter().map(OsString::from).collect();
-    }
+    let extra = kind.extra;
+    let repositories = kind.repositories;
+    warnings.extend(kind.warnings);
+    notes.extend(kind.notes);
+    let secret_exposure_line = kind.secret_exposure;
+    let args = kind.args;
+    let display_tail = kind.display_args;
 
     // Namespaces from what this process can do (CAP_SYS_ADMIN, the runtime's filters), not uid.
     let request = crate::mounts::request(loaded, &p.mounts, &repositories)?;
@@ -442,69 +349,6 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     })
 }
 
-/// The `hidepid` and `gid` options of the /proc this process sees (the topmost mount on /proc
-/// in /proc/self/mountinfo); `None` when /proc is not hidden (no hidepid, or hidepid=0/off).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Hidepid {
-    pub mode: String,
-    pub gid: Option<String>,
-}
-
-pub fn proc_hidepid(mountinfo: &str) -> Option<Hidepid> {
-    let line = mountinfo
-        .lines()
-        .rfind(|l| l.split_whitespace().nth(4) == Some("/proc"))?;
-    // Fields after " - ": fstype, source, super options (where procfs keeps hidepid).
-    let (_, tail) = line.split_once(" - ")?;
-    let mut t = tail.split_whitespace();
-    if t.next() != Some("proc") {
-        return None;
-    }
-    let opts: Vec<&str> = t.nth(1)?.split(',').collect();
-    let opt = |k: &str| {
-        opts.iter()
-            .find_map(|o| o.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
-    };
-    let mode = opt("hidepid").filter(|m| m != "0" && m != "off")?;
-    Some(Hidepid {
-        mode,
-        gid: opt("gid"),
-    })
-}
-
-/// Who can read the server's command line, and the warning when that is every host user.
-/// tritonserver takes the restricted-API secret only in argv; the server's own PID namespace
-/// hides it from the server's side, not from the host's /proc.
-fn secret_exposure(hidepid: &Option<Hidepid>, server_uid: u32) -> (String, Option<String>) {
-    match hidepid {
-        None => (
-            "the restricted-API secret is in the server's argv: EVERY user on this host can \
-             read it in /proc/<pid>/cmdline (this /proc has no hidepid); fix: \
-             `mount -o remount,hidepid=invisible /proc` (persist it in /etc/fstab)"
-                .to_string(),
-            Some(
-                "the restricted-API secret in the server's argv is readable by every user on \
-                 this host (/proc has no hidepid): run `mount -o remount,hidepid=invisible /proc` \
-                 (and persist it in /etc/fstab)"
-                    .into(),
-            ),
-        ),
-        Some(h) => (
-            format!(
-                "the restricted-API secret is in the server's argv: readable in \
-                 /proc/<pid>/cmdline by root and by processes of uid {server_uid}{} (/proc has \
-                 hidepid={})",
-                h.gid
-                    .as_ref()
-                    .map_or(String::new(), |g| format!(" and of group {g}")),
-                h.mode
-            ),
-            None,
-        ),
-    }
-}
-
 /// Every `pass_fds` entry must be open now, given by whoever started stockade: an fd stockade
 /// opens itself later (its report pipe, its signal pipe) must never reach the server.
 fn check_pass_fds(fds: &[i32]) -> Result<()> {
@@ -523,31 +367,6 @@ fn check_pass_fds(fds: &[i32]) -> Result<()> {
                     .into(),
             });
         }
-    }
-    Ok(())
-}
-
-/// A file the server writes (e.g. Triton's --log-file) must exist for its Landlock rule; create
-/// it empty, owned by the server's user, mode 0640, without following a symlink.
-fn precreate_file(path: &Path, id: &IdentityPlan) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() {
-        return Ok(());
-    }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|source| Error::Missing {
-            what: "server output file".into(),
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if id.mode == Mode::Root {
-        std::os::unix::fs::fchown(&f, Some(id.uid), Some(id.gid))
-            .map_err(|e| Error::os(format!("chown {}", path.display()), e))?;
     }
     Ok(())
 }
@@ -571,25 +390,6 @@ mod tests {
         assert_eq!(dbg.matches("--stand-in-for-a-secret").count(), 1, "{dbg}");
         assert!(dbg.contains("argv: [redacted]") && dbg.contains("c_argv: [redacted]"));
         assert_eq!(plan.c_argv.len(), 2);
-    }
-
-    #[test]
-    fn hidepid_is_read_from_the_proc_mount() {
-        let host = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
-        assert_eq!(proc_hidepid(host), None);
-        let hidden = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
-                      99 27 0:50 / /proc rw,nosuid - proc proc rw,gid=4,hidepid=invisible\n";
-        assert_eq!(
-            proc_hidepid(hidden),
-            Some(Hidepid {
-                mode: "invisible".into(),
-                gid: Some("4".into())
-            })
-        );
-        let off = "22 27 0:21 / /proc rw - proc proc rw,hidepid=off\n";
-        assert_eq!(proc_hidepid(off), None);
-        let other = "22 27 0:21 / /proc/sys rw - proc proc rw,hidepid=2\n";
-        assert_eq!(proc_hidepid(other), None);
     }
 }
 

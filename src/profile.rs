@@ -23,6 +23,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "triton-explicit",
         include_str!("../profiles/triton-explicit.toml"),
     ),
+    ("mlserver", include_str!("../profiles/mlserver.toml")),
+    ("bentoml", include_str!("../profiles/bentoml.toml")),
 ];
 
 pub fn builtin_names() -> Vec<String> {
@@ -55,7 +57,11 @@ pub struct Profile {
     #[serde(default)]
     pub mounts: MountsSection,
     /// Triton's argv policy; required when `server.kind = "triton"`.
-    pub triton: Option<Spanned<crate::triton::Policy>>,
+    pub triton: Option<Spanned<crate::servers::triton::Policy>>,
+    /// MLServer's configuration policy (`server.kind = "mlserver"`); defaults when absent.
+    pub mlserver: Option<Spanned<crate::servers::mlserver::Policy>>,
+    /// BentoML's argv policy (`server.kind = "bentoml"`); defaults when absent.
+    pub bentoml: Option<Spanned<crate::servers::bentoml::Policy>>,
 }
 
 /// A private mount namespace for the server (needs CAP_SYS_ADMIN; see `when_unprivileged`).
@@ -95,15 +101,8 @@ pub enum WhenUnprivileged {
     Refuse,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerKind {
-    /// Any server: the argv passes unchanged.
-    #[default]
-    Generic,
-    /// NVIDIA Triton: the argv is rewritten by `[triton]`.
-    Triton,
-}
+/// `server.kind`: defined by the registry of server kinds (`src/servers/mod.rs`).
+pub use crate::servers::ServerKind;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -547,6 +546,22 @@ pub fn parse(name: &str, origin: &str, src: &str) -> Result<Loaded> {
         return Err(Error::profile(
             location(origin, src, 0),
             "server.kind = \"triton\" needs a [triton] section",
+        ));
+    }
+    if let Some(m) = &loaded.profile.mlserver
+        && loaded.profile.server.kind != ServerKind::Mlserver
+    {
+        return Err(loaded.err(
+            m.span(),
+            "[mlserver] applies only with server.kind = \"mlserver\"",
+        ));
+    }
+    if let Some(b) = &loaded.profile.bentoml
+        && loaded.profile.server.kind != ServerKind::Bentoml
+    {
+        return Err(loaded.err(
+            b.span(),
+            "[bentoml] applies only with server.kind = \"bentoml\"",
         ));
     }
     Ok(loaded)

@@ -13,13 +13,16 @@
 use std::fmt;
 use std::path::PathBuf;
 
+mod exposure;
 pub mod grammar;
+mod kind;
 pub mod policy;
 mod rewrite;
 mod secret;
 #[cfg(test)]
 mod tests;
 
+pub use kind::Triton;
 pub use policy::Policy;
 pub use rewrite::rewrite;
 

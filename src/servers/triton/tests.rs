@@ -12,8 +12,8 @@ use super::policy::FlagValue;
 use super::secret::Secret;
 use super::*;
 
-const PROFILE: &str = include_str!("../../profiles/triton.toml");
-const EXPLICIT: &str = include_str!("../../profiles/triton-explicit.toml");
+const PROFILE: &str = include_str!("../../../profiles/triton.toml");
+const EXPLICIT: &str = include_str!("../../../profiles/triton-explicit.toml");
 
 #[derive(serde::Deserialize)]
 struct File {

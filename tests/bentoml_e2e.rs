@@ -1,0 +1,488 @@
+//! The real BentoML 1.4.40 under `stockade --profile bentoml` (installed by
+//! scripts/install-bentoml.sh into /opt/stockade/bentoml, or $STOCKADE_BENTOML_DIR).
+//!
+//! * `argv_that_widens_exposure_is_refused_before_start`: --host 0.0.0.0, --reload,
+//!   --development, --env, a working dir outside the service roots, too many workers,
+//!   BENTOML_CONFIG_OPTIONS: exit 78 with the flag or variable named, nothing started.
+//! * `serves_confined_and_stops_cleanly`: ready, an API call, every process (the arbiter and its
+//!   setsid'd worker) dropped, listeners only on 127.0.0.1, a hostile service method denied
+//!   write/exec/bind/signal, the residual risk measured (ephemeral binds, circus endpoints
+//!   reachable from outside), SIGTERM → exit 0, nothing left.
+//!
+//! Missing BentoML is a failure, not a skip. Requires root.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const STOCKADE: &str = env!("CARGO_BIN_EXE_stockade");
+
+struct Bento {
+    exe: PathBuf,
+    path: String,
+}
+
+fn bento() -> Bento {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the BentoML end-to-end tests need root (they drop to uid 65534)"
+    );
+    let dir = std::env::var("STOCKADE_BENTOML_DIR").unwrap_or("/opt/stockade/bentoml".into());
+    let exe = Path::new(&dir).join("venv/bin/bentoml");
+    assert!(
+        exe.is_file(),
+        "no BentoML at {}: run scripts/install-bentoml.sh (scripts/test.sh does)",
+        exe.display()
+    );
+    Bento {
+        exe,
+        path: format!("{dir}/venv/bin:/usr/bin:/bin"),
+    }
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A world-traversable service root holding the fixture service in `svc/`, and the built-in
+/// profile with that root as its only service root.
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix("stockade-bentoml-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let svc = d.path().join("svc");
+    fs::create_dir(&svc).unwrap();
+    fs::set_permissions(&svc, fs::Permissions::from_mode(0o755)).unwrap();
+    let f = svc.join("service.py");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bentoml/service.py"),
+        &f,
+    )
+    .unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(STOCKADE)
+        .args(["--print-profile", "bentoml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let from = "service_roots = [\"/srv/bentoml\", \"/opt/stockade/bentoml/services\"]";
+    assert!(text.contains(from));
+    let text = text.replace(from, &format!("service_roots = [\"{}\"]", svc.display()));
+    let profile = d.path().join("bentoml.toml");
+    fs::write(&profile, text).unwrap();
+    (d, svc, profile)
+}
+
+fn stockade(b: &Bento, profile: &Path, env: &[(&str, &str)], args: &[String]) -> Command {
+    let mut c = Command::new(STOCKADE);
+    c.env_clear()
+        .env("PATH", &b.path)
+        .env("STOCKADE_LOG", "info")
+        .envs(env.iter().copied())
+        .current_dir("/")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--")
+        .arg(&b.exe)
+        .args(args);
+    c
+}
+
+fn proc_status(pid: i32) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Children of every thread of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = children(pid);
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        todo.extend(children(p));
+    }
+    out
+}
+
+fn exe(pid: i32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn alive(pid: i32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+/// TCP listeners (address:port) among `pid`'s open sockets.
+fn listening(pid: i32) -> BTreeSet<String> {
+    let inodes: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.display().to_string();
+                    l.strip_prefix("socket:[")
+                        .map(|s| s.trim_end_matches(']').to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for (file, v6) in [("tcp", false), ("tcp6", true)] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" || !inodes.contains(f[9]) {
+                continue;
+            }
+            let (addr, port) = f[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            let addr = if v6 {
+                format!("[{addr}]")
+            } else {
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
+            };
+            out.insert(format!("{addr}:{port}"));
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request on 127.0.0.1:port: (status, body), None on a transport error.
+fn http_req(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+#[test]
+fn argv_that_widens_exposure_is_refused_before_start() {
+    let b = bento();
+    let _g = serial();
+    let (d, svc, profile) = setup();
+    let port = free_port();
+    let wd = format!("--working-dir={}", svc.display());
+    let p = format!("--port={port}");
+    /// (name, extra argv, environment, exit code, message after "stockade: ")
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, String);
+    let cases: Vec<Case> = vec![
+        ("all interfaces", vec!["--host", "0.0.0.0"], vec![], 78,
+         "server flag refused: --host: '0.0.0.0' is not a listed address".into()),
+        ("reload", vec!["--reload"], vec![], 78, "server flag refused: --reload: refused".into()),
+        ("development", vec!["--development"], vec![], 78,
+         "server flag refused: --development: refused".into()),
+        ("conda env", vec!["--env", "conda"], vec![], 78, "server flag refused: --env: refused".into()),
+        ("workers", vec!["--api-workers=64"], vec![], 78,
+         "server flag refused: --api-workers: 64 workers".into()),
+        ("working dir outside the roots", vec!["--working-dir", "/etc"], vec![], 78,
+         "server flag refused: --working-dir: /etc is outside bentoml.service_roots".into()),
+        ("config overrides in the environment", vec![], vec![("BENTOML_CONFIG_OPTIONS", "api_server.http.host=0.0.0.0")], 78,
+         "server configuration refused: environment variable BENTOML_CONFIG_OPTIONS: BENTOML_CONFIG_OPTIONS:".into()),
+    ];
+    let mut failures = Vec::new();
+    for (name, extra, env, code, want) in &cases {
+        // The profile passes only what [env] lists: name the variable there for this case.
+        let prof = if env.is_empty() {
+            profile.clone()
+        } else {
+            let text = fs::read_to_string(&profile).unwrap().replace(
+                "pass = [\"PATH\", \"LANG\", \"LC_ALL\", \"TZ\"]",
+                &format!(
+                    "pass = [\"PATH\", \"LANG\", \"LC_ALL\", \"TZ\", \"{}\"]",
+                    env[0].0
+                ),
+            );
+            let p2 = d.path().join("env.toml");
+            fs::write(&p2, text).unwrap();
+            p2
+        };
+        let mut args: Vec<String> = vec!["serve".into(), "service:Calc".into(), p.clone()];
+        if !extra.iter().any(|a| a.starts_with("--working-dir")) {
+            args.push(wd.clone());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let t0 = Instant::now();
+        let out = stockade(&b, &prof, env, &args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        println!(
+            "[refusal] {name:<40} exit {:?} in {:?}",
+            out.status.code(),
+            t0.elapsed()
+        );
+        let want = format!("stockade: {want}");
+        if out.status.code() != Some(*code)
+            || lines.len() != 1
+            || !lines[0].starts_with(&want)
+            || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            failures.push(format!(
+                "{name}: exit {:?}; stderr:\n{err}\nwant: {want}",
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
+
+#[test]
+fn serves_confined_and_stops_cleanly() {
+    let b = bento();
+    let _g = serial();
+    let (d, svc, profile) = setup();
+    let port = free_port();
+    let log = d.path().join("stderr");
+    let args = vec![
+        "serve".to_string(),
+        "service:Calc".into(),
+        format!("--port={port}"),
+        format!("--working-dir={}", svc.display()),
+    ];
+    let mut cmd = stockade(&b, &profile, &[], &args);
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(d.path().join("stdout")).unwrap())
+        .stderr(fs::File::create(&log).unwrap());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let fail = |child: &mut std::process::Child, what: String| -> ! {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        panic!(
+            "{what}\nstockade stderr:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    loop {
+        if http_req(port, "GET", "/readyz", "").is_some_and(|(c, _)| c == 200) {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            fail(&mut child, format!("stockade exited before ready: {st}"));
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            fail(&mut child, "not ready within 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[bentoml] time-to-ready {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t1 = Instant::now();
+    let answer = http_req(port, "POST", "/add", r#"{"a": 1.5, "b": 2.25}"#);
+    println!(
+        "[bentoml] api call {:.1} ms",
+        t1.elapsed().as_secs_f64() * 1e3
+    );
+    match &answer {
+        Some((200, body)) if body.trim() == "3.75" => {}
+        other => fail(&mut child, format!("api answer: {other:?}")),
+    }
+
+    // Every server process, the worker that setsid()s away from the group included.
+    let stockade_exe = fs::canonicalize(STOCKADE).unwrap();
+    let servers: Vec<i32> = descendants(pid)
+        .into_iter()
+        .filter(|p| exe(*p) != stockade_exe)
+        .collect();
+    if !servers
+        .iter()
+        .any(|p| cmdline(*p).contains("_bentoml_impl.worker"))
+    {
+        fail(&mut child, format!("no worker among {servers:?}"));
+    }
+    for p in &servers {
+        let st = proc_status(*p);
+        let what = format!("pid {p} ({})", cmdline(*p));
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "{what}: Uid");
+        assert_eq!(st["Gid"], "65534\t65534\t65534\t65534", "{what}: Gid");
+        assert_eq!(st["Groups"], "", "{what}: Groups");
+        for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(st[cap], "0000000000000000", "{what}: {cap}");
+        }
+        assert_eq!(st["NoNewPrivs"], "1", "{what}: NoNewPrivs");
+        assert_eq!(st["Seccomp"], "2", "{what}: Seccomp");
+    }
+    println!(
+        "[bentoml] {} server processes confined: {servers:?}",
+        servers.len()
+    );
+    // The kind's environment reached the server: telemetry off, BENTOML_HOME private.
+    for p in &servers {
+        let environ: Vec<String> = fs::read(format!("/proc/{p}/environ"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        for want in [
+            "BENTOML_DO_NOT_TRACK=true",
+            "BENTOML_HOME=/tmp/bentoml-home",
+        ] {
+            // (the arbiter hands its worker "True")
+            assert!(
+                environ.iter().any(|e| e.eq_ignore_ascii_case(want)),
+                "pid {p}: no {want}: {environ:?}"
+            );
+        }
+    }
+    // The service port only on loopback; the other listeners are circus's zmq endpoints, which
+    // the dry run names as the residual risk: they must be on loopback too.
+    let listeners: BTreeSet<String> = servers.iter().flat_map(|p| listening(*p)).collect();
+    assert!(
+        listeners.contains(&format!("127.0.0.1:{port}")),
+        "{listeners:?}"
+    );
+    assert!(
+        listeners.iter().all(|l| l.starts_with("127.0.0.1:")),
+        "{listeners:?}"
+    );
+    println!("[bentoml] listeners {listeners:?}");
+
+    // A compromised service method: denied with its errno inside, absent outside.
+    let free = free_port();
+    let planted = svc.join("service.py");
+    let before = fs::read(&planted).unwrap();
+    let probe = |op: &str| -> String {
+        let body = format!("{{\"op\": \"{op}\"}}");
+        match http_req(port, "POST", "/probe", &body) {
+            Some((200, b)) => b.trim().trim_matches('"').to_string(),
+            other => format!("HTTP {other:?}"),
+        }
+    };
+    let mut failures = Vec::new();
+    for (op, want) in [
+        (
+            format!("write:{}", planted.display()),
+            &["EROFS", "EACCES"][..],
+        ),
+        ("exec:/tmp/probe-true".to_string(), &["EACCES"][..]),
+        (format!("bind:{}", 1024 + free % 1000), &["EACCES"][..]),
+        ("signal-supervisor".to_string(), &["EPERM"][..]),
+    ] {
+        let got = probe(&op);
+        println!("[bentoml] probe {op:<60} -> {got}");
+        if !want.contains(&got.as_str()) {
+            failures.push(format!("{op}: got {got}, want {want:?}"));
+        }
+    }
+    assert_eq!(fs::read(&planted).unwrap(), before, "service code changed");
+    if let Some(st) = child.try_wait().unwrap() {
+        fail(
+            &mut child,
+            format!("stockade exited after the probes: {st}"),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Residual risk, measured (the start-up warning states it): a port in the ephemeral range is
+    // bindable from inside, and circus's controller endpoints accept connections from outside
+    // the sandbox.
+    let (lo, _) = (32768u16, 60999u16);
+    let residual = probe(&format!("bind:{}", lo + free % 20000));
+    println!("[bentoml] residual: bind inside the ephemeral range -> {residual}");
+    assert_eq!(
+        residual, "ok",
+        "the ephemeral range is bindable (the stated residual risk)"
+    );
+    for l in listeners
+        .iter()
+        .filter(|l| **l != format!("127.0.0.1:{port}"))
+    {
+        let reachable = TcpStream::connect(l.as_str()).is_ok();
+        println!("[bentoml] residual: circus endpoint {l} reachable from outside: {reachable}");
+    }
+
+    let t2 = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t2.elapsed() > Duration::from_secs(40) {
+            fail(&mut child, "still running 40 s after SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("[bentoml] stop took {:.3} s", t2.elapsed().as_secs_f64());
+    let err = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{err}");
+    let left: Vec<i32> = servers.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "server processes left after stop: {left:?}"
+    );
+}
