@@ -257,7 +257,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     }
 
     let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, identity.mode)?;
-    let mounts = crate::mounts::plan(
+    let mut mounts = crate::mounts::plan(
         loaded,
         &p.mounts,
         &repositories,
@@ -268,15 +268,16 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     // Rules on a path that gets a fresh mount are added in the child, after the mount.
     let tmpfs_targets: Vec<PathBuf> = mounts
         .iter()
-        .flat_map(|m| {
-            let proc = m.proc.then(|| PathBuf::from("/proc"));
-            m.tmpfs.iter().map(|(p, _)| p.clone()).chain(proc)
-        })
+        .flat_map(crate::mounts::MountPlan::fresh_targets)
         .collect();
-    let ro_mounts: Vec<PathBuf> = mounts
-        .iter()
-        .flat_map(|m| m.read_only_noexec.iter().cloned())
-        .collect();
+    // In a fresh root every read-only path is read-only at the mount ("/" covers them all).
+    let ro_mounts: Vec<PathBuf> = match &mounts {
+        Some(m) if m.fresh_root.is_some() => vec![PathBuf::from("/")],
+        _ => mounts
+            .iter()
+            .flat_map(|m| m.read_only_noexec.iter().cloned())
+            .collect(),
+    };
     let landlock = crate::landlock_policy::prepare(
         loaded,
         &p.landlock,
@@ -286,7 +287,13 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         !dry_run,
     )?;
     for f in landlock.missing_best_effort() {
-        warnings.push(format!(
+        // A newer feature the profile did not ask for is a note; one it listed is a warning.
+        let list = if f.abi > crate::landlock_policy::BASELINE_ABI {
+            &mut notes
+        } else {
+            &mut warnings
+        };
+        list.push(format!(
             "landlock feature '{}' (ABI {}) is not supported by this kernel ({}): running without it (best effort)",
             f.feature.name(),
             f.abi,
@@ -296,6 +303,22 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     let seccomp = crate::seccomp_policy::compile(loaded, &p.seccomp)?;
 
     let exe = resolve_exe(argv0, env.get("PATH"))?;
+    if let Some(m) = mounts.as_mut() {
+        let mut written: Vec<PathBuf> = [&p.landlock.read_only, &p.landlock.read_exec]
+            .into_iter()
+            .chain([&p.landlock.read_write, &p.landlock.connect_unix])
+            .flatten()
+            .map(|e| PathBuf::from(e.get_ref().path()))
+            .collect();
+        written.extend(extra.rules.iter().map(|(p, _, _)| p.clone()));
+        m.complete(&landlock.rules, &written, &exe, &cwd)?;
+    }
+    crate::mounts::server_owned(
+        &landlock.rules,
+        mounts.as_ref(),
+        identity.uid,
+        &mut warnings,
+    );
     if identity.mode == Mode::Rootless {
         let bounding = crate::capabilities::bounding_now();
         if !bounding.is_empty() && !crate::capabilities::has_setpcap() {
