@@ -606,7 +606,34 @@ fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
     for at in &starts {
         scope.extend(below(top(at).ok_or(VERIFY_ERRNO)?));
     }
-    for m in all.iter().filter(|m| scope.contains(&m.id)) {
+    // Hidden: something is stacked on it, or a sibling sits on one of its ancestors (it was
+    // mounted first), or its parent is hidden. Nothing can reach a hidden mount.
+    let covered = |m: &M| {
+        all.iter().any(|n| n.parent == m.id && n.point == m.point)
+            || all.iter().any(|n| {
+                n.parent == m.parent && n.id != m.id && n.point != m.point
+                    && m.point.starts_with(&n.point)
+            })
+    };
+    let hidden = |m: &M| {
+        let mut cur = Some(m);
+        let mut hops = 0;
+        while let Some(c) = cur {
+            if covered(c) {
+                return true;
+            }
+            hops += 1;
+            cur = all
+                .iter()
+                .find(|p| p.id == c.parent && p.id != c.id)
+                .filter(|_| hops < 64);
+        }
+        false
+    };
+    for m in all
+        .iter()
+        .filter(|m| scope.contains(&m.id) && !hidden(m))
+    {
         let Ok(rel) = m.point.strip_prefix(root) else {
             return Err(VERIFY_ERRNO);
         };

@@ -73,8 +73,13 @@ struct View<'a> {
 }
 
 /// Can this kernel enforce everything the profile asks for, best-effort parts included?
+/// (A feature newer than ABI 6 that the profile does not require is opportunistic: reported, but
+/// it does not make the dry run fail.)
 pub fn fully_enforceable(plan: &Plan) -> bool {
-    plan.landlock.features.iter().all(|f| f.supported)
+    plan.landlock
+        .features
+        .iter()
+        .all(|f| f.supported || (!f.required && f.abi > crate::landlock_policy::BASELINE_ABI))
 }
 
 fn view(plan: &Plan) -> View<'_> {
