@@ -613,3 +613,108 @@ pub fn status_acceptable(plan: &LandlockPlan, status: &RestrictionStatus) -> boo
         RulesetStatus::NotEnforced => !fs_required && !all_supported,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_for(read_only: &str) -> LandlockPlan {
+        let src = format!(
+            "version = 1\n[identity]\nuser = \"nobody\"\n[landlock]\nread_only = [{read_only}]\n\
+             [seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@default\"]\n"
+        );
+        let loaded = crate::profile::parse("t", "t.toml", &src).unwrap();
+        prepare(
+            &loaded,
+            &loaded.profile.landlock,
+            &ExtraRules::default(),
+            &[],
+            &[],
+            true,
+        )
+        .unwrap()
+    }
+
+    /// Restrict a forked child with `ruleset` and try to open `path` there: was it allowed?
+    fn opens_under(ruleset: RulesetCreated, path: &Path) -> bool {
+        match crate::sys::fork().unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // Only syscalls from here: the test harness has other threads.
+                let code = match ruleset.restrict_self() {
+                    Ok(_) => match nix::fcntl::open(
+                        path,
+                        nix::fcntl::OFlag::O_RDONLY,
+                        nix::sys::stat::Mode::empty(),
+                    ) {
+                        Ok(_) => 0,
+                        Err(_) => 1,
+                    },
+                    Err(_) => 2,
+                };
+                crate::sys::exit_now(code)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, 0) => true,
+                    nix::sys::wait::WaitStatus::Exited(_, 1) => false,
+                    other => panic!("child: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_spawn_builds_a_ruleset_without_an_earlier_childs_deferred_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let plan = plan_for("");
+        // The first child adds a rule for its fresh tmpfs (here: the temp dir) and is allowed.
+        let first = plan.ruleset_for_spawn().unwrap();
+        let first =
+            add_deferred(first, &[(dir.path().to_path_buf(), Access3::ReadOnly)]).unwrap();
+        assert!(opens_under(first, &file), "the deferred rule did not apply");
+        // A restart: the next child's ruleset must not hold that rule (with one ruleset kept by
+        // the parent and shared across forks, it did).
+        let second = plan.ruleset_for_spawn().unwrap();
+        assert!(!opens_under(second, &file), "a rule from the first spawn leaked");
+    }
+
+    #[test]
+    fn held_rules_apply_to_every_spawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let plan = plan_for(&format!("\"{}\"", dir.path().display()));
+        for _ in 0..2 {
+            assert!(opens_under(plan.ruleset_for_spawn().unwrap(), &file));
+        }
+        let other = tempfile::tempdir().unwrap();
+        let denied = other.path().join("g");
+        std::fs::write(&denied, b"x").unwrap();
+        assert!(!opens_under(plan.ruleset_for_spawn().unwrap(), &denied));
+    }
+
+    #[test]
+    fn newer_features_are_best_effort_unless_required() {
+        let plan = plan_for("");
+        for f in &plan.features {
+            assert_eq!(f.required, f.abi <= BASELINE_ABI, "{:?}", f.feature);
+        }
+        let src = "version = 1\n[identity]\nuser = \"nobody\"\n[landlock]\nrequire = [\"udp\"]\n\
+                   best_effort = [\"udp\"]\n[seccomp]\ndefault_action = \"errno:ENOSYS\"\n\
+                   allow = [\"@default\"]\n";
+        let loaded = crate::profile::parse("t", "t.toml", src).unwrap();
+        let err = prepare(
+            &loaded,
+            &loaded.profile.landlock,
+            &ExtraRules::default(),
+            &[],
+            &[],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listed in both require and best_effort"), "{err}");
+    }
+}
