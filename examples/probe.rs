@@ -172,8 +172,8 @@ fn mmap_exec(dst: &str, src: Option<&str>) -> Result<(), Errno> {
         io(std::fs::copy(src, dst).map(drop))?;
     }
     let f = std::fs::File::open(dst).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
-    use std::os::fd::AsRawFd;
     use nix::libc;
+    use std::os::fd::AsRawFd;
     // SAFETY: a fresh private mapping of a file we opened; it is unmapped right away and never
     // read or run.
     let p = unsafe {

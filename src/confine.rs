@@ -162,8 +162,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
     let status = ruleset
         .restrict_self()
         .map_err(|_| (Step::Landlock, Errno::last()))?;
-    if !status.no_new_privs || !crate::landlock_policy::status_acceptable(&plan.landlock, &status)
-    {
+    if !status.no_new_privs || !crate::landlock_policy::status_acceptable(&plan.landlock, &status) {
         return Err((Step::Landlock, Errno::EOPNOTSUPP));
     }
 

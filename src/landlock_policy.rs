@@ -348,10 +348,7 @@ pub fn prepare(
         })
         .collect();
     // Everything not required is best effort from here on.
-    let best_effort: Vec<Feature> = Feature::ALL
-        .into_iter()
-        .filter(|f| !required(*f))
-        .collect();
+    let best_effort: Vec<Feature> = Feature::ALL.into_iter().filter(|f| !required(*f)).collect();
 
     let path_rules = rules
         .iter()
@@ -671,13 +668,15 @@ mod tests {
         let plan = plan_for("");
         // The first child adds a rule for its fresh tmpfs (here: the temp dir) and is allowed.
         let first = plan.ruleset_for_spawn().unwrap();
-        let first =
-            add_deferred(first, &[(dir.path().to_path_buf(), Access3::ReadOnly)]).unwrap();
+        let first = add_deferred(first, &[(dir.path().to_path_buf(), Access3::ReadOnly)]).unwrap();
         assert!(opens_under(first, &file), "the deferred rule did not apply");
         // A restart: the next child's ruleset must not hold that rule (with one ruleset kept by
         // the parent and shared across forks, it did).
         let second = plan.ruleset_for_spawn().unwrap();
-        assert!(!opens_under(second, &file), "a rule from the first spawn leaked");
+        assert!(
+            !opens_under(second, &file),
+            "a rule from the first spawn leaked"
+        );
     }
 
     #[test]
@@ -715,6 +714,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("listed in both require and best_effort"), "{err}");
+        assert!(
+            err.contains("listed in both require and best_effort"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! inside a listed path (a tmpfs at REPO/sub) gets them too; afterwards /proc/self/mountinfo is
 //! read back and the child stops if any mount in scope is still writable or executable.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -89,7 +89,11 @@ impl MountPlan {
     /// Paths that get a new filesystem (tmpfs, /proc): their Landlock rules are deferred.
     pub fn fresh_targets(&self) -> Vec<PathBuf> {
         let proc = self.proc.then(|| PathBuf::from("/proc"));
-        self.tmpfs.iter().map(|(p, _)| p.clone()).chain(proc).collect()
+        self.tmpfs
+            .iter()
+            .map(|(p, _)| p.clone())
+            .chain(proc)
+            .collect()
     }
 
     /// Is `path` read-only at the mount for the server?
@@ -145,7 +149,9 @@ impl MountPlan {
                         exec: false,
                         device: device(&r.path),
                     });
-                    binds.last_mut().ok_or_else(|| Error::Internal("bind list".into()))?
+                    binds
+                        .last_mut()
+                        .ok_or_else(|| Error::Internal("bind list".into()))?
                 }
             };
             // Landlock rights add up over rules on one path; so do the mount's.
@@ -179,7 +185,9 @@ impl MountPlan {
                 .max_by_key(|k| k.path.components().count());
             let same = nearest.is_some_and(|k| {
                 (k.writable, k.exec, k.device) == (b.writable, b.exec, b.device)
-                    && !fresh.iter().any(|t| t.starts_with(&k.path) && b.path.starts_with(t))
+                    && !fresh
+                        .iter()
+                        .any(|t| t.starts_with(&k.path) && b.path.starts_with(t))
             });
             if !same {
                 kept.push(b);
@@ -192,7 +200,10 @@ impl MountPlan {
                 || fresh.iter().any(|t| p.starts_with(t))
         };
         let canon_exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-        if !binds.iter().any(|b| b.exec && canon_exe.starts_with(&b.path)) {
+        if !binds
+            .iter()
+            .any(|b| b.exec && canon_exe.starts_with(&b.path))
+        {
             return Err(Error::Privilege(format!(
                 "mounts.fresh_root: the server {} is not below a [landlock] read_exec path, so it \
                  does not exist in the server's view",
@@ -208,7 +219,10 @@ impl MountPlan {
             )));
         }
         let mut symlinks = Vec::new();
-        for w in written.iter().chain([&exe.to_path_buf(), &cwd.to_path_buf()]) {
+        for w in written
+            .iter()
+            .chain([&exe.to_path_buf(), &cwd.to_path_buf()])
+        {
             symlinks_on(w, &mut symlinks, 0);
         }
         root.binds = binds;
@@ -341,7 +355,8 @@ pub fn server_owned(
         .filter(|r| matches!(r.access, Access3::ReadOnly | Access3::ReadExec))
         .filter(|r| {
             !mounts.is_some_and(|m| {
-                m.mounted_read_only(&r.path) || m.fresh_targets().iter().any(|t| r.path.starts_with(t))
+                m.mounted_read_only(&r.path)
+                    || m.fresh_targets().iter().any(|t| r.path.starts_with(t))
             })
         })
     {
@@ -377,15 +392,6 @@ fn io_errno(e: std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))
 }
 
-/// Open a bind source inside the child's namespace: a bind source must belong to it.
-fn hold(p: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(
-        p,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-}
-
 /// Create what a mount needs at `at`: a directory, or an empty file for a file or device.
 fn mountpoint(at: &Path, dir: bool) -> nix::Result<()> {
     if std::fs::symlink_metadata(at).is_ok() {
@@ -400,18 +406,11 @@ fn mountpoint(at: &Path, dir: bool) -> nix::Result<()> {
     std::fs::File::create(at).map(drop).map_err(io_errno)
 }
 
-fn bind(fd: &OwnedFd, at: &Path, attrs: u64) -> nix::Result<()> {
-    let dir = nix::sys::stat::fstat(fd)
+fn bind(tree: &OwnedFd, at: &Path, attrs: u64) -> nix::Result<()> {
+    let dir = nix::sys::stat::fstat(tree)
         .is_ok_and(|s| s.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR);
     mountpoint(at, dir)?;
-    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    mount(
-        Some(source.as_str()),
-        at,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )?;
+    crate::sys::attach_tree(tree, at)?;
     crate::sys::mount_setattr(at, attrs, true)
 }
 
@@ -486,12 +485,13 @@ pub fn apply(plan: &MountPlan) -> nix::Result<()> {
             items.extend(plan.writable_noexec.iter().map(|p| Item::Bind(p, FRESH_FS)));
         }
     }
-    // Held before anything is mounted: a source below a tmpfs path (a repository under /tmp)
-    // would be hidden by it.
+    // Every bind source is cloned (a detached copy of its mount tree, as it is now) before
+    // anything is mounted: a source below a tmpfs path (a repository under /tmp) would be
+    // hidden by it, and a source above the fresh root's staging directory would carry it along.
     let held = items
         .iter()
         .map(|i| match i {
-            Item::Bind(p, _) => hold(p).map(Some),
+            Item::Bind(p, _) => crate::sys::clone_tree(p).map(Some),
             _ => Ok(None),
         })
         .collect::<nix::Result<Vec<_>>>()?;
@@ -592,7 +592,11 @@ fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
         let mut i = 0;
         while i < ids.len() {
             let cur = ids[i];
-            ids.extend(all.iter().filter(|m| m.parent == cur && m.id != cur).map(|m| m.id));
+            ids.extend(
+                all.iter()
+                    .filter(|m| m.parent == cur && m.id != cur)
+                    .map(|m| m.id),
+            );
             i += 1;
         }
         ids
@@ -611,7 +615,9 @@ fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
     let covered = |m: &M| {
         all.iter().any(|n| n.parent == m.id && n.point == m.point)
             || all.iter().any(|n| {
-                n.parent == m.parent && n.id != m.id && n.point != m.point
+                n.parent == m.parent
+                    && n.id != m.id
+                    && n.point != m.point
                     && m.point.starts_with(&n.point)
             })
     };
@@ -630,10 +636,7 @@ fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
         }
         false
     };
-    for m in all
-        .iter()
-        .filter(|m| scope.contains(&m.id) && !hidden(m))
-    {
+    for m in all.iter().filter(|m| scope.contains(&m.id) && !hidden(m)) {
         let Ok(rel) = m.point.strip_prefix(root) else {
             return Err(VERIFY_ERRNO);
         };

@@ -328,7 +328,12 @@ pub fn text(plan: &Plan) -> String {
                 if !b.device {
                     flags.push("nodev");
                 }
-                let _ = writeln!(o, "  bind       {}  ({})", b.path.display(), flags.join(","));
+                let _ = writeln!(
+                    o,
+                    "  bind       {}  ({})",
+                    b.path.display(),
+                    flags.join(",")
+                );
             }
             for (l, t) in m.fresh_root.iter().flat_map(|f| &f.symlinks) {
                 let _ = writeln!(o, "  symlink    {} -> {}", l.display(), t.display());

@@ -158,3 +158,51 @@ pub fn mount_setattr(path: &std::path::Path, attr_set: u64, recursive: bool) -> 
     })?;
     Errno::result(rc).map(drop)
 }
+
+/// open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE: a detached copy of the mount tree at `path`
+/// as it is now. The fresh root takes these before it mounts anything, so a bind source that is
+/// an ancestor of the staging directory does not carry the staging mount into the new root.
+pub fn clone_tree(path: &std::path::Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::NixPath;
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: nix::libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | nix::libc::O_CLOEXEC as nix::libc::c_uint
+        | nix::libc::AT_RECURSIVE as nix::libc::c_uint;
+    let rc = path.with_nix_path(|p| {
+        // SAFETY: `p` is a NUL-terminated path that outlives the call; no other memory is passed.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_open_tree,
+                nix::libc::AT_FDCWD,
+                p.as_ptr(),
+                flags,
+            )
+        }
+    })?;
+    let fd = Errno::result(rc)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// move_mount(2): attach the detached tree `from` (from `clone_tree`) at `to`.
+pub fn attach_tree(from: &std::os::fd::OwnedFd, to: &std::path::Path) -> nix::Result<()> {
+    use nix::NixPath;
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 0x4;
+    let rc = to.with_nix_path(|t| {
+        // SAFETY: both paths are NUL-terminated and outlive the call; `from` is an open fd.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_move_mount,
+                from.as_raw_fd(),
+                c"".as_ptr(),
+                nix::libc::AT_FDCWD,
+                t.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        }
+    })?;
+    Errno::result(rc).map(drop)
+}

@@ -192,10 +192,11 @@ fn read_only_paths_refuse_metadata_changes_even_to_their_owner() {
     // metadata): stockade warns about it, before the start and in the dry run.
     let plain = profile(&sb, "", &[]);
     let dry = run(
-        Command::new(stockade())
-            .arg("--profile")
-            .arg(&plain)
-            .args(["--dry-run", "--", "/bin/true"]),
+        Command::new(stockade()).arg("--profile").arg(&plain).args([
+            "--dry-run",
+            "--",
+            "/bin/true",
+        ]),
         Duration::from_secs(20),
     );
     assert!(
@@ -261,7 +262,10 @@ fn a_mount_nested_in_a_repository_is_read_only_and_noexec_too() {
         assert_eq!(attempt(p, &sb, &["write", &l]), "errno=EROFS", "{p:?}");
     }
     assert!(!Path::new(&x).exists());
-    assert_eq!(std::fs::read(&lib).unwrap(), std::fs::read(sb.probe()).unwrap());
+    assert_eq!(
+        std::fs::read(&lib).unwrap(),
+        std::fs::read(sb.probe()).unwrap()
+    );
     drop(nested);
 }
 
@@ -271,7 +275,8 @@ fn a_binary_copied_to_a_writable_place_cannot_be_mapped_executable() {
     let sb = Sandbox::new();
     let probe = sb.probe();
     let copied = sb.path("rw/copied").display().to_string();
-    let ran = |o: &std::process::Output| stdout(o).contains("\nUid:") || stdout(o).starts_with("Name:");
+    let ran =
+        |o: &std::process::Output| stdout(o).contains("\nUid:") || stdout(o).starts_with("Name:");
 
     // Rootless (no mount namespace) the attack works: Landlock checks execve, not mmap. This is
     // the residual risk the README states, and the proof that the attempt is real.
@@ -322,10 +327,13 @@ fn landlock_features_after_abi_6_are_best_effort_unless_required() {
     let sb = Sandbox::new();
     let p = profile(&sb, "", &[]);
     let dry = run(
-        Command::new(stockade())
-            .arg("--profile")
-            .arg(&p)
-            .args(["--dry-run", "--format", "json", "--", "/bin/true"]),
+        Command::new(stockade()).arg("--profile").arg(&p).args([
+            "--dry-run",
+            "--format",
+            "json",
+            "--",
+            "/bin/true",
+        ]),
         Duration::from_secs(20),
     );
     // A missing newer feature the profile did not require keeps the dry run at 0.
@@ -365,4 +373,26 @@ fn landlock_features_after_abi_6_are_best_effort_unless_required() {
         );
         assert!(!marker.exists());
     }
+}
+
+#[test]
+fn a_listed_host_tmp_is_the_hosts_own_in_a_fresh_root() {
+    // /tmp is where the fresh root is staged in the child's namespace: a bind of the host's /tmp
+    // must show the host's directory, not the staging tree.
+    require_root();
+    let sb = Sandbox::new();
+    let p = profile(&sb, "fresh_root = true", &[Path::new("/tmp")]);
+    let file = PathBuf::from(format!("/tmp/stockade-fresh-{}", std::process::id()));
+    let f = file.display().to_string();
+    assert_eq!(attempt(&p, &sb, &["create", &f]), "ok");
+    assert!(
+        std::fs::metadata(&file).is_ok_and(|m| m.uid() == 65534),
+        "not created in the host's /tmp"
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        attempt(&p, &sb, &["mmap-exec", &f, &sb.probe()]),
+        "errno=EPERM"
+    );
+    let _ = std::fs::remove_file(&file);
 }
