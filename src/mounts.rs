@@ -557,13 +557,17 @@ pub fn apply(plan: &MountPlan) -> nix::Result<()> {
 /// and the root read-only. Only mounts in the tree that is visible at each path count (the
 /// parent-id chain): mounts a new tmpfs hides keep their old flags and do not matter.
 fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_errno)?;
+    check(&info, root, items, fresh)
+}
+
+fn check(info: &str, root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
     struct M {
         id: u64,
         parent: u64,
         point: PathBuf,
         opts: String,
     }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_errno)?;
     let mut all = Vec::new();
     for line in info.lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -693,6 +697,57 @@ mod tests {
         assert_eq!(unescape(r"/a\040b\134c"), PathBuf::from("/a b\\c"));
         assert_eq!(unescape(r"/plain"), PathBuf::from("/plain"));
         assert_eq!(unescape(r"/end\04"), PathBuf::from(r"/end\04"));
+    }
+
+    const RO: u64 = MOUNT_ATTR_RDONLY | FRESH_FS;
+
+    fn line(id: u64, parent: u64, point: &str, opts: &str) -> String {
+        format!("{id} {parent} 0:1 / {point} {opts} - tmpfs tmpfs rw\n")
+    }
+
+    #[test]
+    fn a_nested_mount_that_kept_rw_or_exec_is_refused() {
+        let repo = Path::new("/models");
+        let items = [Item::Bind(repo, RO)];
+        let ok = line(1, 0, "/", "rw") + &line(2, 1, "/models", "ro,nosuid,nodev,noexec");
+        assert!(check(&ok, Path::new("/"), &items, false).is_ok());
+        for opts in ["rw,nosuid,nodev,noexec", "ro,nosuid,nodev"] {
+            let bad = ok.clone() + &line(3, 2, "/models/sub", opts);
+            assert_eq!(
+                check(&bad, Path::new("/"), &items, false),
+                Err(VERIFY_ERRNO),
+                "{opts}"
+            );
+        }
+        // Outside every planned path, the host's mounts are not ours to judge (no fresh root).
+        let other = ok.clone() + &line(3, 1, "/srv", "rw");
+        assert!(check(&other, Path::new("/"), &items, false).is_ok());
+    }
+
+    #[test]
+    fn hidden_mounts_do_not_count_and_unplanned_ones_in_a_fresh_root_do() {
+        let stage = Path::new("/tmp");
+        let items = [
+            Item::Bind(Path::new("/data"), FRESH_FS),
+            Item::Bind(Path::new("/data/ro"), RO),
+        ];
+        let base = line(1, 0, "/", "rw")
+            + &line(10, 1, "/tmp", "ro,nosuid,nodev,noexec")
+            + &line(11, 10, "/tmp/data", "rw,nosuid,nodev,noexec")
+            + &line(12, 11, "/tmp/data/ro", "ro,nosuid,nodev,noexec");
+        assert!(check(&base, stage, &items, true).is_ok());
+        // A writable mount the rw bind brought along at data/ro/sub, hidden by the ro bind.
+        let hidden = base.clone() + &line(13, 11, "/tmp/data/ro/sub", "rw");
+        assert!(check(&hidden, stage, &items, true).is_ok());
+        // The same mount visible (inside the ro bind) is refused.
+        let visible = base.clone() + &line(13, 12, "/tmp/data/ro/sub", "rw");
+        assert_eq!(check(&visible, stage, &items, true), Err(VERIFY_ERRNO));
+        // Something nobody planned in the new root.
+        let stray = base.clone() + &line(14, 10, "/tmp/run", "ro,nosuid,nodev,noexec");
+        assert_eq!(check(&stray, stage, &items, true), Err(VERIFY_ERRNO));
+        // A root that is still writable.
+        let rw_root = base.replace("10 1 0:1 / /tmp ro,", "10 1 0:1 / /tmp rw,");
+        assert_eq!(check(&rw_root, stage, &items, true), Err(VERIFY_ERRNO));
     }
 
     #[test]
