@@ -101,6 +101,18 @@ fn fresh_root_holds_only_the_listed_paths() {
         "errno=ENOENT"
     );
     assert_eq!(sock.arrived(), 0, "a connection reached the host socket");
+    // Listed in connect_unix, the socket is bound into the view and reachable.
+    let listed = std::fs::read_to_string(&fresh).unwrap().replace(
+        "connect_tcp = []",
+        &format!("connect_tcp = []\nconnect_unix = [\"{sock_path}\"]"),
+    );
+    let with_socket = sb.path("listed.toml");
+    std::fs::write(&with_socket, listed).unwrap();
+    assert_eq!(
+        attempt(&with_socket, &sb, &["connect-unix", &sock_path]),
+        "ok"
+    );
+    assert_eq!(sock.arrived(), 1, "the listed socket was not reached");
     // Not in the view at all (Landlock would say EACCES): the host's /tmp and /run.
     let hf = host_file.display().to_string();
     assert_eq!(attempt(&fresh, &sb, &["read", &hf]), "errno=ENOENT");
