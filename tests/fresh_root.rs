@@ -408,3 +408,36 @@ fn a_listed_host_tmp_is_the_hosts_own_in_a_fresh_root() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_restarted_server_gets_a_new_fresh_root_and_its_tmpfs_rules() {
+    // restart = on-failure: the first instance fails, the second must get the whole view again
+    // (mounts, pivot_root) and a ruleset of its own whose rule for its new /tmp applies.
+    require_root();
+    let sb = Sandbox::new();
+    let mut mounts = FRESH.to_string();
+    mounts.push_str(
+        "\n[supervise.restart]\nmode = \"on-failure\"\nmax_restarts = 2\nbackoff_initial_ms = 10\n",
+    );
+    // [supervise.restart] after [mounts]: the table header ends [mounts] first.
+    let p = profile(&sb, &mounts, &[Path::new("/tmp")]);
+    let first = sb.path("rw/first");
+    let script = format!(
+        "if [ -e {first} ]; then exec {probe} create /tmp/second; else : > {first}; exit 3; fi",
+        first = first.display(),
+        probe = sb.probe()
+    );
+    let mut c = Command::new(stockade());
+    c.arg("--profile")
+        .arg(&p)
+        .args(["--", "/bin/sh", "-c", &script]);
+    let o = run(&mut c, Duration::from_secs(30));
+    assert!(
+        first.exists(),
+        "the first instance did not run: {}",
+        out(&o)
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(stdout(&o), "ok", "{}", out(&o));
+    assert!(stderr(&o).contains("restarting"), "{}", out(&o));
+}
