@@ -199,24 +199,24 @@ impl MountPlan {
                 || binds.iter().any(|b| p.starts_with(&b.path))
                 || fresh.iter().any(|t| p.starts_with(t))
         };
+        let absent = |what: &str, path: &Path| Error::Missing {
+            what: format!("{what}, in the server's fresh root (mounts.fresh_root)"),
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not below a [landlock] path, so not in the server's view",
+            ),
+        };
         let canon_exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
         if !binds
             .iter()
             .any(|b| b.exec && canon_exe.starts_with(&b.path))
         {
-            return Err(Error::Privilege(format!(
-                "mounts.fresh_root: the server {} is not below a [landlock] read_exec path, so it \
-                 does not exist in the server's view",
-                exe.display()
-            )));
+            return Err(absent("the server (needs a read_exec path)", exe));
         }
         let canon_cwd = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
         if !in_view(&canon_cwd) {
-            return Err(Error::Privilege(format!(
-                "mounts.fresh_root: server.cwd {} is not below a [landlock] path or a tmpfs, so \
-                 it does not exist in the server's view",
-                cwd.display()
-            )));
+            return Err(absent("server.cwd", cwd));
         }
         let mut symlinks = Vec::new();
         for w in written

@@ -441,3 +441,26 @@ fn a_restarted_server_gets_a_new_fresh_root_and_its_tmpfs_rules() {
     assert_eq!(stdout(&o), "ok", "{}", out(&o));
     assert!(stderr(&o).contains("restarting"), "{}", out(&o));
 }
+
+#[test]
+fn a_server_outside_the_fresh_root_is_refused_before_start() {
+    require_root();
+    let sb = Sandbox::new();
+    let p = profile(&sb, FRESH, &[]);
+    let outside = sb.path("deny/probe");
+    std::fs::copy(sb.probe(), &outside).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = sb.path("rw/started");
+    let o = confined(
+        &p,
+        &outside.display().to_string(),
+        &["create", &marker.display().to_string()],
+    );
+    assert_eq!(o.status.code(), Some(66), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("not in the server's view"),
+        "{}",
+        out(&o)
+    );
+    assert!(!marker.exists());
+}
