@@ -342,7 +342,7 @@ pub fn plan(
 
 /// Warn when the serving uid owns something under a read-only path that is not read-only at the
 /// mount: Landlock does not govern chmod/utime/xattr, the owner may change those. A bounded,
-/// breadth-first look (each path, then its entries, 256 in all): a full walk of /usr costs tens
+/// breadth-first look (each path, then its entries, 64 in all): a full walk of /usr costs tens
 /// of milliseconds per start.
 pub fn server_owned(
     rules: &[PathRule],
@@ -351,7 +351,7 @@ pub fn server_owned(
     warnings: &mut Vec<String>,
 ) {
     use std::os::unix::fs::MetadataExt;
-    let mut budget: usize = 256;
+    let mut budget: usize = 64;
     let mut queue: std::collections::VecDeque<(PathBuf, &Path)> = rules
         .iter()
         .filter(|r| matches!(r.access, Access3::ReadOnly | Access3::ReadExec))
