@@ -341,9 +341,8 @@ pub fn plan(
 }
 
 /// Warn when the serving uid owns something under a read-only path that is not read-only at the
-/// mount: Landlock does not govern chmod/utime/xattr, the owner may change those. A bounded,
-/// breadth-first look (each path, then its entries, 64 in all): a full walk of /usr costs tens
-/// of milliseconds per start.
+/// mount: Landlock does not govern chmod/utime/xattr, the owner may change those. A bounded look,
+/// breadth first, 16 entries per path: a full walk of /usr costs tens of milliseconds per start.
 pub fn server_owned(
     rules: &[PathRule],
     mounts: Option<&MountPlan>,
@@ -351,8 +350,7 @@ pub fn server_owned(
     warnings: &mut Vec<String>,
 ) {
     use std::os::unix::fs::MetadataExt;
-    let mut budget: usize = 64;
-    let mut queue: std::collections::VecDeque<(PathBuf, &Path)> = rules
+    let tops = rules
         .iter()
         .filter(|r| matches!(r.access, Access3::ReadOnly | Access3::ReadExec))
         .filter(|r| {
@@ -360,32 +358,34 @@ pub fn server_owned(
                 m.mounted_read_only(&r.path)
                     || m.fresh_targets().iter().any(|t| r.path.starts_with(t))
             })
-        })
-        .map(|r| (r.path.clone(), r.path.as_path()))
-        .collect();
-    while let Some((p, top)) = queue.pop_front() {
-        if budget == 0 {
-            return;
-        }
-        budget -= 1;
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.uid() == uid {
-            warnings.push(format!(
-                "{} (under read-only path {}) is owned by the server's uid {uid}: Landlock does \
-                 not stop the owner's chmod/utime/xattr there; chown it to another user, or start \
-                 as root with mounts.fresh_root",
-                p.display(),
-                top.display()
-            ));
-            return;
-        }
-        if meta.is_dir()
-            && let Ok(d) = std::fs::read_dir(&p)
-        {
-            let room = budget.saturating_sub(queue.len());
-            queue.extend(d.take(room).filter_map(|e| e.ok().map(|e| (e.path(), top))));
+        });
+    for r in tops {
+        let mut budget: usize = 16;
+        let mut queue = std::collections::VecDeque::from([r.path.clone()]);
+        while let Some(p) = queue.pop_front() {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.uid() == uid {
+                warnings.push(format!(
+                    "{} (under read-only path {}) is owned by the server's uid {uid}: Landlock \
+                     does not stop the owner's chmod/utime/xattr there; chown it to another \
+                     user, or start as root with mounts.fresh_root",
+                    p.display(),
+                    r.path.display()
+                ));
+                return;
+            }
+            if meta.is_dir()
+                && let Ok(d) = std::fs::read_dir(&p)
+            {
+                let room = budget.saturating_sub(queue.len());
+                queue.extend(d.take(room).filter_map(|e| e.ok().map(|e| e.path())));
+            }
         }
     }
 }
