@@ -380,10 +380,11 @@ pub fn server_owned(
                 ));
                 return;
             }
+            let room = budget.saturating_sub(queue.len());
             if meta.is_dir()
+                && room > 0
                 && let Ok(d) = std::fs::read_dir(&p)
             {
-                let room = budget.saturating_sub(queue.len());
                 queue.extend(d.take(room).filter_map(|e| e.ok().map(|e| e.path())));
             }
         }
