@@ -287,7 +287,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         !dry_run,
     )?;
     for f in landlock.missing_best_effort() {
-        // A newer feature the profile did not ask for is a note; one it listed is a warning.
+        // A missing feature newer than ABI 6 (best effort unless required) is a note, not a warning.
         let list = if f.abi > crate::landlock_policy::BASELINE_ABI {
             &mut notes
         } else {
