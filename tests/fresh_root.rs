@@ -464,3 +464,137 @@ fn a_server_outside_the_fresh_root_is_refused_before_start() {
     );
     assert!(!marker.exists());
 }
+
+/// The kernel audit switch (AUDIT_GET / AUDIT_SET over NETLINK_AUDIT), restored on drop.
+struct AuditOn {
+    fd: std::os::fd::OwnedFd,
+    was: u32,
+}
+
+impl AuditOn {
+    const GET: u16 = 1000;
+    const SET: u16 = 1001;
+
+    fn request(fd: &std::os::fd::OwnedFd, kind: u16, payload: &[u8]) -> Vec<u8> {
+        use nix::sys::socket::{MsgFlags, recv, send};
+        use std::os::fd::AsRawFd;
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&(1u16 | 4).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_ACK
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(payload);
+        send(fd.as_raw_fd(), &msg, MsgFlags::empty()).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// `enabled` in the audit_status the kernel answers AUDIT_GET with (after the ack, if any).
+    fn enabled(fd: &std::os::fd::OwnedFd) -> u32 {
+        let mut r = Self::request(fd, Self::GET, &[]);
+        // NLMSG_ERROR (2) with error 0 is the ack; the status follows in the next message.
+        if u16::from_ne_bytes([r[4], r[5]]) == 2 {
+            use std::os::fd::AsRawFd;
+            let mut buf = vec![0u8; 8192];
+            let n = nix::sys::socket::recv(
+                fd.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::empty(),
+            )
+            .unwrap();
+            buf.truncate(n);
+            r = buf;
+        }
+        assert_eq!(u16::from_ne_bytes([r[4], r[5]]), Self::GET, "{r:?}");
+        u32::from_ne_bytes([r[20], r[21], r[22], r[23]])
+    }
+
+    fn set(fd: &std::os::fd::OwnedFd, on: u32) {
+        // struct audit_status { mask = AUDIT_STATUS_ENABLED, enabled, ... } (zeros after)
+        let mut status = vec![0u8; 40];
+        status[0..4].copy_from_slice(&1u32.to_ne_bytes());
+        status[4..8].copy_from_slice(&on.to_ne_bytes());
+        let r = Self::request(fd, Self::SET, &status);
+        let err = i32::from_ne_bytes([r[16], r[17], r[18], r[19]]);
+        assert_eq!(err, 0, "AUDIT_SET failed: {err}");
+    }
+
+    fn new() -> AuditOn {
+        use nix::sys::socket::*;
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkAudit,
+        )
+        .unwrap();
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &NetlinkAddr::new(0, 0),
+        )
+        .unwrap();
+        let was = Self::enabled(&fd);
+        Self::set(&fd, 1);
+        AuditOn { fd, was }
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        Self::set(&self.fd, self.was);
+    }
+}
+
+#[test]
+fn a_landlock_denial_after_exec_reaches_the_audit_log() {
+    // ABI 7 (audit_log): without LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON the kernel logs no denial
+    // once the server has exec'd. Audit is switched on for the test (no auditd: kauditd prints
+    // the records to the kernel log) and restored afterwards.
+    require_root();
+    let sb = Sandbox::new();
+    let p = profile(&sb, "", &[]);
+    let kmsg = || {
+        let o = Command::new("dmesg").output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let audit = AuditOn::new();
+    // The probe runs after exec: create in /etc is a make_reg denial on /etc.
+    let target = format!("/etc/stockade-audit-{}", std::process::id());
+    assert_eq!(attempt(&p, &sb, &["write", &target]), "errno=EACCES");
+    drop(audit);
+    // The syscall record of the same audit event names this sandbox's probe.
+    let exe = format!(
+        "exe=\"{}\"",
+        std::fs::canonicalize(sb.probe()).unwrap().display()
+    );
+    let event = |l: &str| {
+        l.split_whitespace()
+            .find(|w| w.starts_with("audit("))
+            .map(str::to_string)
+    };
+    let mut found = String::new();
+    for _ in 0..50 {
+        let text = kmsg();
+        let events: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("type=1300") && l.contains(&exe))
+            .filter_map(event)
+            .collect();
+        if let Some(d) = text.lines().find(|l| {
+            l.contains("type=1423")
+                && l.contains("blockers=fs.make_reg path=\"/etc\"")
+                && event(l).is_some_and(|e| events.contains(&e))
+        }) {
+            found = d.to_string();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !found.is_empty(),
+        "no Landlock denial record (type=1423, make_reg on /etc) for {exe} in the kernel log"
+    );
+}
