@@ -6,7 +6,10 @@
 //! connect-abstract NAME, kill PID SIG,
 //! ptrace PID, mount, securebits, setuid0, unshare-user, clone3, io-uring, x32, i386, sleep SECS, status,
 //! fds, cwd, listen-fds (systemd socket activation: print LISTEN_*, then accept one connection
-//! on fd 3 and answer it), nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
+//! on fd 3 and answer it), chmod FILE MODE(octal), utime FILE, connect-unix PATH, mmap-exec FILE
+//! [SRC] (copies SRC to FILE if given, then maps FILE executable, as ld.so does), ldso SRC DST
+//! (copies SRC to DST and execs the dynamic loader on it with the argument `status`),
+//! nolandlock CMD... (installs a filter answering landlock_create_ruleset with ENOSYS and
 //! execs CMD: the fail-closed harness).
 //! Terminal and egress (seccomp helper): tiocsti TEXT, tiocsti-high TEXT (request with high bits
 //! set), tioclinux, read-line, socket DOMAIN TYPE PROTO [PORT] (connect to 127.0.0.1:PORT),
@@ -129,6 +132,38 @@ fn main() {
         })),
         "cwd" => io(std::env::current_dir().map(|d| println!("cwd={}", d.display()))),
         "listen-fds" => listen_fds(),
+        "chmod" => {
+            let mode = u32::from_str_radix(&arg(2), 8).unwrap();
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                arg(1).as_str(),
+                nix::sys::stat::Mode::from_bits_truncate(mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        }
+        "utime" => {
+            let t = nix::sys::time::TimeSpec::new(1, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                arg(1).as_str(),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+        }
+        "connect-unix" => io(std::os::unix::net::UnixStream::connect(arg(1)).map(drop)),
+        "mmap-exec" => mmap_exec(&arg(1), args.get(2).map(String::as_str)),
+        "ldso" => {
+            let copied = io(std::fs::copy(arg(1), arg(2)).map(drop));
+            if copied.is_err() {
+                report(copied);
+                return;
+            }
+            let ld = CString::new("/lib64/ld-linux-x86-64.so.2").unwrap();
+            let file = CString::new(arg(2)).unwrap();
+            let status = CString::new("status").unwrap();
+            nix::unistd::execv(&ld, &[&ld, &file, &status]).map(drop)
+        }
         "nolandlock" => no_landlock(&args[1..]),
         "tiocsti" => inject(&arg(1), 0),
         "tiocsti-high" => inject(&arg(1), 1 << 32),
@@ -195,6 +230,34 @@ fn main() {
         }
     };
     report(r);
+}
+
+/// Map `dst` with PROT_EXEC (after copying `src` there, if given): what the dynamic loader does
+/// with a library or `ld.so FILE`. A noexec mount refuses it with EPERM.
+fn mmap_exec(dst: &str, src: Option<&str>) -> Result<(), Errno> {
+    if let Some(src) = src {
+        io(std::fs::copy(src, dst).map(drop))?;
+    }
+    let f = std::fs::File::open(dst).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh private mapping of a file we opened; it is unmapped right away and never
+    // read or run.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // SAFETY: `p` is the mapping made above, 4096 bytes.
+    raw(unsafe { libc::munmap(p, 4096) }.into())
 }
 
 #[cfg(target_arch = "x86_64")]

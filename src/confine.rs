@@ -93,7 +93,9 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         nix::sys::resource::setrlimit(r.resource, v, v).map_err(at(Step::Rlimits))?;
     }
 
-    // 5. The private mount namespace (needs CAP_SYS_ADMIN, so before the drop).
+    // 5. The private mount namespace (needs CAP_SYS_ADMIN, so before the drop): tmpfs, binds
+    //    with their attributes set recursively and read back, or a fresh root and pivot_root.
+    //    Before chdir (12), which then resolves in the server's view.
     if let Some(m) = &plan.mounts {
         crate::mounts::apply(m).map_err(at(Step::Mounts))?;
     }
@@ -158,21 +160,24 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         return Err((Step::NoNewPrivs, Errno::EPERM));
     }
 
-    // 14. Landlock, with the ruleset the parent built; fail closed unless the kernel enforced
-    //     what the plan promised.
-    if let Some(ruleset) = plan.landlock.ruleset.take() {
-        let ruleset = crate::landlock_policy::add_deferred(ruleset, &plan.landlock.deferred)
-            .map_err(|e| (Step::Landlock, e))?;
-        let status = ruleset
-            .restrict_self()
-            .map_err(|e| (Step::Landlock, crate::sys::errno_in(&e)))?;
-        if !status.no_new_privs
-            || !crate::landlock_policy::status_acceptable(&plan.landlock, &status)
-        {
-            return Err((Step::Landlock, Errno::EOPNOTSUPP));
-        }
-    } else {
+    // 14. Landlock: a ruleset built for this child from the paths the parent held open (never the
+    //     parent's, which would collect each child's rules), the rules for the fresh tmpfs and
+    //     /proc (new inodes, only here after step 5), audit logging after exec where the kernel
+    //     has it; fail closed unless the kernel enforced what the plan promised.
+    if plan.landlock.held.is_empty() && !plan.landlock.rules.is_empty() {
         return Err((Step::Landlock, Errno::EINVAL));
+    }
+    let ruleset = plan
+        .landlock
+        .ruleset_for_spawn()
+        .map_err(|e| (Step::Landlock, crate::landlock_policy::errno(&e)))?;
+    let ruleset = crate::landlock_policy::add_deferred(ruleset, &plan.landlock.deferred)
+        .map_err(|e| (Step::Landlock, e))?;
+    let status = ruleset
+        .restrict_self()
+        .map_err(|e| (Step::Landlock, crate::sys::errno_in(&e)))?;
+    if !status.no_new_privs || !crate::landlock_policy::status_acceptable(&plan.landlock, &status) {
+        return Err((Step::Landlock, Errno::EOPNOTSUPP));
     }
 
     // 15. seccomp last: from here on only the filter's syscalls exist, and it stays for the

@@ -228,6 +228,16 @@ impl fmt::Display for Error {
                     ""
                 }
             ),
+            Error::Confine {
+                step: Step::Mounts,
+                errno,
+            } if *errno == crate::mounts::VERIFY_ERRNO => write!(
+                f,
+                "confinement step '{}' failed: a mount in the server's view is not read-only / \
+                 noexec as planned after the attributes were set (read back from \
+                 /proc/self/mountinfo), or one the plan does not list is there",
+                Step::Mounts.name()
+            ),
             Error::Confine { step, errno } => write!(
                 f,
                 "confinement step '{}' failed: {} ({errno:?})",

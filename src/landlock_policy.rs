@@ -17,7 +17,12 @@ use crate::error::{Error, Result};
 use crate::profile::{LandlockSection, Loaded, PathEntry};
 
 /// The newest ABI whose rights stockade handles; raise it on purpose, with tests.
-pub const ABI_PIN: ABI = ABI::V6;
+pub const ABI_PIN: ABI = ABI::V10;
+
+/// Features up to this ABI are required unless the profile lists them in `best_effort`; newer
+/// ones are best effort unless it lists them in `require` (a profile written for an older kernel
+/// keeps starting, and gains them where the kernel has them).
+pub const BASELINE_ABI: u8 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,10 +41,17 @@ pub enum Feature {
     ScopeAbstractUnix,
     /// Signal scoping.
     ScopeSignal,
+    /// Denials after exec reach the kernel audit log (`LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON`).
+    AuditLog,
+    /// connect/sendmsg to pathname UNIX sockets only where `connect_unix` lists them
+    /// (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`); sockets the server creates itself stay reachable.
+    ResolveUnix,
+    /// UDP bind and connect/send by port.
+    Udp,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 7] = [
+    pub const ALL: [Feature; 10] = [
         Feature::Fs,
         Feature::Refer,
         Feature::Truncate,
@@ -47,6 +59,9 @@ impl Feature {
         Feature::IoctlDev,
         Feature::ScopeAbstractUnix,
         Feature::ScopeSignal,
+        Feature::AuditLog,
+        Feature::ResolveUnix,
+        Feature::Udp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +73,9 @@ impl Feature {
             Feature::IoctlDev => "ioctl_dev",
             Feature::ScopeAbstractUnix => "scope_abstract_unix",
             Feature::ScopeSignal => "scope_signal",
+            Feature::AuditLog => "audit_log",
+            Feature::ResolveUnix => "resolve_unix",
+            Feature::Udp => "udp",
         }
     }
 
@@ -70,6 +88,9 @@ impl Feature {
             Feature::Tcp => 4,
             Feature::IoctlDev => 5,
             Feature::ScopeAbstractUnix | Feature::ScopeSignal => 6,
+            Feature::AuditLog => 7,
+            Feature::ResolveUnix => 9,
+            Feature::Udp => 10,
         }
     }
 
@@ -93,6 +114,8 @@ pub enum Access3 {
     ReadOnly,
     ReadExec,
     ReadWrite,
+    /// Connect to the pathname UNIX sockets at or below the path (`connect_unix`).
+    ConnectUnix,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -109,6 +132,8 @@ pub struct LandlockPlan {
     pub rules: Vec<PathRule>,
     pub bind_tcp: Vec<u16>,
     pub connect_tcp: Vec<u16>,
+    pub bind_udp: Vec<u16>,
+    pub connect_udp: Vec<u16>,
     pub scopes: Vec<Feature>,
     pub features: Vec<FeatureStatus>,
     pub kernel_abi: i32,
@@ -116,8 +141,11 @@ pub struct LandlockPlan {
     /// Rules on paths that get a fresh tmpfs in the child: added there, after the mount, because
     /// Landlock does not look at a mountpoint hidden under a new mount.
     pub deferred: Vec<(PathBuf, Access3)>,
-    /// Built only for a real run; moved into the child.
-    pub ruleset: Option<RulesetCreated>,
+    /// A real run only: every other rule's path, opened once here (O_PATH). Each spawn builds its
+    /// own ruleset from these (`ruleset_for_spawn`), so the rules one child adds for its fresh
+    /// tmpfs never reach the next one.
+    pub held: Vec<(PathFd, BitFlags<AccessFs>)>,
+    best_effort: Vec<Feature>,
 }
 
 impl LandlockPlan {
@@ -138,6 +166,7 @@ impl LandlockPlan {
 fn rights(access: Access3) -> BitFlags<AccessFs> {
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     match access {
+        Access3::ConnectUnix => AccessFs::ResolveUnix.into(),
         Access3::ReadOnly => read,
         Access3::ReadExec => read | AccessFs::Execute,
         Access3::ReadWrite => {
@@ -185,6 +214,15 @@ fn probe(feature: Feature) -> bool {
         Feature::Tcp => hard.handle_access(AccessNet::from_all(ABI::V4)),
         Feature::ScopeAbstractUnix => hard.scope(Scope::AbstractUnixSocket),
         Feature::ScopeSignal => hard.scope(Scope::Signal),
+        Feature::ResolveUnix => hard.handle_access(AccessFs::ResolveUnix),
+        Feature::Udp => hard.handle_access(AccessNet::BindUdp | AccessNet::ConnectSendUdp),
+        Feature::AuditLog => {
+            return hard
+                .handle_access(AccessFs::Execute)
+                .and_then(|r| r.create())
+                .and_then(|r| r.log_new_exec(true))
+                .is_ok();
+        }
     };
     r.and_then(|r| r.create()).is_ok()
 }
@@ -197,7 +235,35 @@ pub struct ExtraRules {
     pub connect_tcp: Vec<u16>,
 }
 
-/// Resolve the section and the extra rules; build the ruleset when `build` (a real run).
+fn feature_list(loaded: &Loaded, list: &[toml::Spanned<String>]) -> Result<Vec<Feature>> {
+    list.iter()
+        .map(|b| {
+            Feature::from_name(b.get_ref()).ok_or_else(|| {
+                let known: Vec<_> = Feature::ALL.iter().map(|f| f.name()).collect();
+                loaded.err(
+                    b.span(),
+                    format!(
+                        "unknown landlock feature '{}' (known: {})",
+                        b.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn ports(own: &[toml::Spanned<u16>], extra: &[u16]) -> Vec<u16> {
+    let mut v: Vec<u16> = own.iter().map(|p| *p.get_ref()).collect();
+    v.extend(extra);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Resolve the section and the extra rules; open the rule paths when `build` (a real run) and
+/// build one ruleset there, so a missing required feature or a bad path fails before anything
+/// starts.
 pub fn prepare(
     loaded: &Loaded,
     s: &LandlockSection,
@@ -206,21 +272,28 @@ pub fn prepare(
     ro_mounts: &[PathBuf],
     build: bool,
 ) -> Result<LandlockPlan> {
-    let mut best_effort = Vec::new();
-    for b in &s.best_effort {
-        let f = Feature::from_name(b.get_ref()).ok_or_else(|| {
-            let known: Vec<_> = Feature::ALL.iter().map(|f| f.name()).collect();
-            loaded.err(
-                b.span(),
-                format!(
-                    "unknown landlock feature '{}' (known: {})",
-                    b.get_ref(),
-                    known.join(", ")
-                ),
-            )
-        })?;
-        best_effort.push(f);
+    let best_effort = feature_list(loaded, &s.best_effort)?;
+    let require = feature_list(loaded, &s.require)?;
+    if let Some((i, f)) = require
+        .iter()
+        .enumerate()
+        .find(|(_, f)| best_effort.contains(f))
+    {
+        return Err(loaded.err(
+            s.require[i].span(),
+            format!(
+                "landlock feature '{}' is listed in both require and best_effort",
+                f.name()
+            ),
+        ));
     }
+    let required = |f: Feature| {
+        if f.abi() <= BASELINE_ABI {
+            !best_effort.contains(&f)
+        } else {
+            require.contains(&f)
+        }
+    };
     let scopes = match &s.scopes {
         None => vec![Feature::ScopeAbstractUnix, Feature::ScopeSignal],
         Some(list) => list
@@ -242,6 +315,7 @@ pub fn prepare(
         (&s.read_only, Access3::ReadOnly),
         (&s.read_exec, Access3::ReadExec),
         (&s.read_write, Access3::ReadWrite),
+        (&s.connect_unix, Access3::ConnectUnix),
     ];
     for (list, access) in lists {
         for entry in list.iter() {
@@ -260,14 +334,6 @@ pub fn prepare(
         rules.push((canon, *a, origin.clone()));
     }
     check_writable_ancestors(loaded, s, &rules, ro_mounts)?;
-    let mut bind_tcp: Vec<u16> = s.bind_tcp.iter().map(|p| *p.get_ref()).collect();
-    bind_tcp.extend(&extra.bind_tcp);
-    bind_tcp.sort_unstable();
-    bind_tcp.dedup();
-    let mut connect_tcp: Vec<u16> = s.connect_tcp.iter().map(|p| *p.get_ref()).collect();
-    connect_tcp.extend(&extra.connect_tcp);
-    connect_tcp.sort_unstable();
-    connect_tcp.dedup();
 
     let features: Vec<FeatureStatus> = Feature::ALL
         .into_iter()
@@ -277,10 +343,12 @@ pub fn prepare(
         .map(|f| FeatureStatus {
             feature: f,
             abi: f.abi(),
-            required: !best_effort.contains(&f),
+            required: required(f),
             supported: probe(f),
         })
         .collect();
+    // Everything not required is best effort from here on.
+    let best_effort: Vec<Feature> = Feature::ALL.into_iter().filter(|f| !required(*f)).collect();
 
     let path_rules = rules
         .iter()
@@ -294,8 +362,10 @@ pub fn prepare(
 
     let mut plan = LandlockPlan {
         rules: path_rules,
-        bind_tcp,
-        connect_tcp,
+        bind_tcp: ports(&s.bind_tcp, &extra.bind_tcp),
+        connect_tcp: ports(&s.connect_tcp, &extra.connect_tcp),
+        bind_udp: ports(&s.bind_udp, &[]),
+        connect_udp: ports(&s.connect_udp, &[]),
         scopes,
         features,
         kernel_abi: crate::sys::landlock_abi(),
@@ -305,13 +375,14 @@ pub fn prepare(
             .filter(|(p, _, _)| tmpfs_targets.contains(p))
             .map(|(p, a, _)| (p.clone(), *a))
             .collect(),
-        ruleset: None,
+        held: Vec::new(),
+        best_effort,
     };
     if build {
         if let Some(missing) = plan.missing_required().first() {
             return Err(Error::Kernel(format!(
                 "landlock feature '{}' (ABI {}) is required by the profile but this kernel ({}) {}; \
-                 list it in [landlock] best_effort to run without it",
+                 {} to run without it",
                 missing.feature.name(),
                 missing.abi,
                 crate::sys::kernel_release(),
@@ -319,15 +390,24 @@ pub fn prepare(
                     n if n <= 0 =>
                         "has no Landlock (not built in or not enabled at boot)".to_string(),
                     n => format!("offers only ABI {n}"),
+                },
+                if missing.abi <= BASELINE_ABI {
+                    "list it in [landlock] best_effort"
+                } else {
+                    "remove it from [landlock] require"
                 }
             )));
         }
-        let now: Vec<_> = rules
-            .iter()
-            .filter(|(p, _, _)| !tmpfs_targets.contains(p))
-            .cloned()
-            .collect();
-        plan.ruleset = Some(build_ruleset(&plan, &best_effort, &now)?);
+        for (path, access, _) in rules.iter().filter(|(p, _, _)| !tmpfs_targets.contains(p)) {
+            let fd = PathFd::new(path).map_err(|e| Error::Missing {
+                what: "landlock path".into(),
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            plan.held.push((fd, narrow(path, rights(*access))));
+        }
+        // Built once here only to fail early; each spawn builds its own.
+        drop(plan.ruleset_for_spawn()?);
     }
     Ok(plan)
 }
@@ -415,67 +495,87 @@ fn kernel_err(e: impl std::fmt::Display) -> Error {
     Error::Kernel(format!("landlock: {e}"))
 }
 
-fn build_ruleset(
-    plan: &LandlockPlan,
-    best_effort: &[Feature],
-    rules: &[(PathBuf, Access3, String)],
-) -> Result<RulesetCreated> {
-    let mut rs = Ruleset::default()
-        .set_compatibility(level(Feature::Fs, best_effort))
-        .handle_access(AccessFs::from_all(ABI::V1))
-        .and_then(|r| {
-            r.set_compatibility(level(Feature::Refer, best_effort))
-                .handle_access(AccessFs::Refer)
-        })
-        .and_then(|r| {
-            r.set_compatibility(level(Feature::Truncate, best_effort))
-                .handle_access(AccessFs::Truncate)
-        })
-        .and_then(|r| {
-            r.set_compatibility(level(Feature::IoctlDev, best_effort))
-                .handle_access(AccessFs::IoctlDev)
-        })
-        .and_then(|r| {
-            r.set_compatibility(level(Feature::Tcp, best_effort))
-                .handle_access(AccessNet::from_all(ABI::V4))
-        })
-        .map_err(kernel_err)?;
-    for scope in &plan.scopes {
-        let s = match scope {
-            Feature::ScopeSignal => Scope::Signal,
-            _ => Scope::AbstractUnixSocket,
-        };
-        rs = rs
-            .set_compatibility(level(*scope, best_effort))
-            .scope(s)
+impl LandlockPlan {
+    /// A new kernel ruleset with the held rules, the ports and the scopes; called once per spawn
+    /// (a ruleset fd shared across forks would collect every child's deferred rules).
+    pub fn ruleset_for_spawn(&self) -> Result<RulesetCreated> {
+        let be = &self.best_effort;
+        let mut rs = Ruleset::default()
+            .set_compatibility(level(Feature::Fs, be))
+            .handle_access(AccessFs::from_all(ABI::V1))
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::Refer, be))
+                    .handle_access(AccessFs::Refer)
+            })
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::Truncate, be))
+                    .handle_access(AccessFs::Truncate)
+            })
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::IoctlDev, be))
+                    .handle_access(AccessFs::IoctlDev)
+            })
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::ResolveUnix, be))
+                    .handle_access(AccessFs::ResolveUnix)
+            })
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::Tcp, be))
+                    .handle_access(AccessNet::from_all(ABI::V4))
+            })
+            .and_then(|r| {
+                r.set_compatibility(level(Feature::Udp, be))
+                    .handle_access(AccessNet::BindUdp | AccessNet::ConnectSendUdp)
+            })
             .map_err(kernel_err)?;
+        for scope in &self.scopes {
+            let s = match scope {
+                Feature::ScopeSignal => Scope::Signal,
+                _ => Scope::AbstractUnixSocket,
+            };
+            rs = rs
+                .set_compatibility(level(*scope, be))
+                .scope(s)
+                .map_err(kernel_err)?;
+        }
+        let mut created = rs
+            .create()
+            .map_err(kernel_err)?
+            .set_compatibility(level(Feature::AuditLog, be))
+            .log_new_exec(true)
+            .map_err(kernel_err)?
+            // Rules only grant; a right the kernel dropped is narrower, never wider.
+            .set_compatibility(CompatLevel::BestEffort);
+        for (fd, access) in &self.held {
+            created = created
+                .add_rule(PathBeneath::new(fd, *access))
+                .map_err(kernel_err)?;
+        }
+        let net = [
+            (&self.bind_tcp, AccessNet::BindTcp),
+            (&self.connect_tcp, AccessNet::ConnectTcp),
+            (&self.bind_udp, AccessNet::BindUdp),
+            (&self.connect_udp, AccessNet::ConnectSendUdp),
+        ];
+        for (list, access) in net {
+            for port in list {
+                created = created
+                    .add_rule(NetPort::new(*port, access))
+                    .map_err(kernel_err)?;
+            }
+        }
+        Ok(created)
     }
-    // Rules only grant; a right the kernel dropped is narrower, never wider, so best effort here.
-    let mut created = rs
-        .create()
-        .map_err(kernel_err)?
-        .set_compatibility(CompatLevel::BestEffort);
-    for (path, access, _) in rules {
-        let fd = PathFd::new(path).map_err(|e| Error::Missing {
-            what: "landlock path".into(),
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        created = created
-            .add_rule(PathBeneath::new(fd, narrow(path, rights(*access))))
-            .map_err(kernel_err)?;
+}
+
+/// The child's errno for a ruleset error.
+pub fn errno(e: &Error) -> nix::errno::Errno {
+    match e {
+        Error::Missing { source, .. } => {
+            nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(nix::libc::EINVAL))
+        }
+        _ => nix::errno::Errno::EINVAL,
     }
-    for port in &plan.bind_tcp {
-        created = created
-            .add_rule(NetPort::new(*port, AccessNet::BindTcp))
-            .map_err(kernel_err)?;
-    }
-    for port in &plan.connect_tcp {
-        created = created
-            .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
-            .map_err(kernel_err)?;
-    }
-    Ok(created)
 }
 
 /// Child, after the private mounts: the rules for the fresh tmpfs directories.
@@ -504,5 +604,115 @@ pub fn status_acceptable(plan: &LandlockPlan, status: &RestrictionStatus) -> boo
         RulesetStatus::FullyEnforced => true,
         RulesetStatus::PartiallyEnforced => !all_supported,
         RulesetStatus::NotEnforced => !fs_required && !all_supported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_for(read_only: &str) -> LandlockPlan {
+        let src = format!(
+            "version = 1\n[identity]\nuser = \"nobody\"\n[landlock]\nread_only = [{read_only}]\n\
+             [seccomp]\ndefault_action = \"errno:ENOSYS\"\nallow = [\"@default\"]\n"
+        );
+        let loaded = crate::profile::parse("t", "t.toml", &src).unwrap();
+        prepare(
+            &loaded,
+            &loaded.profile.landlock,
+            &ExtraRules::default(),
+            &[],
+            &[],
+            true,
+        )
+        .unwrap()
+    }
+
+    /// Restrict a forked child with `ruleset` and try to open `path` there: was it allowed?
+    fn opens_under(ruleset: RulesetCreated, path: &Path) -> bool {
+        match crate::sys::fork().unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // Only syscalls from here: the test harness has other threads.
+                let code = match ruleset.restrict_self() {
+                    Ok(_) => match nix::fcntl::open(
+                        path,
+                        nix::fcntl::OFlag::O_RDONLY,
+                        nix::sys::stat::Mode::empty(),
+                    ) {
+                        Ok(_) => 0,
+                        Err(_) => 1,
+                    },
+                    Err(_) => 2,
+                };
+                crate::sys::exit_now(code)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, 0) => true,
+                    nix::sys::wait::WaitStatus::Exited(_, 1) => false,
+                    other => panic!("child: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_spawn_builds_a_ruleset_without_an_earlier_childs_deferred_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let plan = plan_for("");
+        // The first child adds a rule for its fresh tmpfs (here: the temp dir) and is allowed.
+        let first = plan.ruleset_for_spawn().unwrap();
+        let first = add_deferred(first, &[(dir.path().to_path_buf(), Access3::ReadOnly)]).unwrap();
+        assert!(opens_under(first, &file), "the deferred rule did not apply");
+        // A restart: the next child's ruleset must not hold that rule (with one ruleset kept by
+        // the parent and shared across forks, it did).
+        let second = plan.ruleset_for_spawn().unwrap();
+        assert!(
+            !opens_under(second, &file),
+            "a rule from the first spawn leaked"
+        );
+    }
+
+    #[test]
+    fn held_rules_apply_to_every_spawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let plan = plan_for(&format!("\"{}\"", dir.path().display()));
+        for _ in 0..2 {
+            assert!(opens_under(plan.ruleset_for_spawn().unwrap(), &file));
+        }
+        let other = tempfile::tempdir().unwrap();
+        let denied = other.path().join("g");
+        std::fs::write(&denied, b"x").unwrap();
+        assert!(!opens_under(plan.ruleset_for_spawn().unwrap(), &denied));
+    }
+
+    #[test]
+    fn newer_features_are_best_effort_unless_required() {
+        let plan = plan_for("");
+        for f in &plan.features {
+            assert_eq!(f.required, f.abi <= BASELINE_ABI, "{:?}", f.feature);
+        }
+        let src = "version = 1\n[identity]\nuser = \"nobody\"\n[landlock]\nrequire = [\"udp\"]\n\
+                   best_effort = [\"udp\"]\n[seccomp]\ndefault_action = \"errno:ENOSYS\"\n\
+                   allow = [\"@default\"]\n";
+        let loaded = crate::profile::parse("t", "t.toml", src).unwrap();
+        let err = prepare(
+            &loaded,
+            &loaded.profile.landlock,
+            &ExtraRules::default(),
+            &[],
+            &[],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("listed in both require and best_effort"),
+            "{err}"
+        );
     }
 }

@@ -169,7 +169,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         ));
     }
     let mut env = crate::env::build(loaded, &p.env)?;
-    let cwd = match &p.server.cwd {
+    let mut cwd = match &p.server.cwd {
         Some(c) => {
             let path = PathBuf::from(c.get_ref());
             if !path.is_absolute() {
@@ -244,7 +244,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     })?;
     let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, &ability)?;
     let mounts_requested = (!request.is_empty()).then(|| request.clone());
-    let mounts = crate::mounts::plan(
+    let mut mounts = crate::mounts::plan(
         &p.mounts,
         request,
         ability.mounts,
@@ -254,15 +254,16 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     // Rules on a path that gets a fresh mount are added in the child, after the mount.
     let tmpfs_targets: Vec<PathBuf> = mounts
         .iter()
-        .flat_map(|m| {
-            let proc = m.proc.then(|| PathBuf::from("/proc"));
-            m.tmpfs.iter().map(|(p, _)| p.clone()).chain(proc)
-        })
+        .flat_map(crate::mounts::MountPlan::fresh_targets)
         .collect();
-    let ro_mounts: Vec<PathBuf> = mounts
-        .iter()
-        .flat_map(|m| m.read_only_noexec.iter().cloned())
-        .collect();
+    // In a fresh root every read-only path is read-only at the mount ("/" covers them all).
+    let ro_mounts: Vec<PathBuf> = match &mounts {
+        Some(m) if m.fresh_root.is_some() => vec![PathBuf::from("/")],
+        _ => mounts
+            .iter()
+            .flat_map(|m| m.read_only_noexec.iter().cloned())
+            .collect(),
+    };
     let landlock = crate::landlock_policy::prepare(
         loaded,
         &p.landlock,
@@ -272,7 +273,13 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         !dry_run,
     )?;
     for f in landlock.missing_best_effort() {
-        warnings.push(format!(
+        // A missing feature newer than ABI 6 (best effort unless required) is a note, not a warning.
+        let list = if f.abi > crate::landlock_policy::BASELINE_ABI {
+            &mut notes
+        } else {
+            &mut warnings
+        };
+        list.push(format!(
             "landlock feature '{}' (ABI {}) is not supported by this kernel ({}): running without it (best effort)",
             f.feature.name(),
             f.abi,
@@ -282,6 +289,30 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     let seccomp = crate::seccomp_policy::compile(loaded, &p.seccomp)?;
 
     let exe = resolve_exe(argv0, env.get("PATH"))?;
+    if let Some(m) = mounts.as_mut() {
+        let mut written: Vec<PathBuf> = [&p.landlock.read_only, &p.landlock.read_exec]
+            .into_iter()
+            .chain([&p.landlock.read_write, &p.landlock.connect_unix])
+            .flatten()
+            .map(|e| PathBuf::from(e.get_ref().path()))
+            .collect();
+        written.extend(extra.rules.iter().map(|(p, _, _)| p.clone()));
+        m.complete(&landlock.rules, &written, &exe, &cwd, cwd_inherited)?;
+        if cwd_inherited && !m.shows(&cwd) {
+            warnings.push(format!(
+                "{}, the directory stockade was started in, is not in the server's fresh root \
+                 (mounts.fresh_root): it starts in / (set server.cwd to a listed directory)",
+                cwd.display()
+            ));
+            cwd = PathBuf::from("/");
+        }
+    }
+    crate::mounts::server_owned(
+        &landlock.rules,
+        mounts.as_ref(),
+        identity.uid,
+        &mut warnings,
+    );
     if identity.mode == Mode::Rootless {
         let bounding = crate::capabilities::bounding_now();
         if !bounding.is_empty() && !crate::capabilities::has_setpcap() {
@@ -371,6 +402,24 @@ fn check_pass_fds(fds: &[i32]) -> Result<()> {
     Ok(())
 }
 
+/// Can the server's ids search every directory on the way to `dir`, by mode bits? (A
+/// prediction for the warning; the child's chdir is what decides.)
+fn traversable(dir: &Path, id: &IdentityPlan) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors().all(|d| {
+        std::fs::metadata(d).is_ok_and(|m| {
+            let mode = m.mode();
+            if m.uid() == id.uid {
+                mode & 0o100 != 0
+            } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -391,22 +440,4 @@ mod tests {
         assert!(dbg.contains("argv: [redacted]") && dbg.contains("c_argv: [redacted]"));
         assert_eq!(plan.c_argv.len(), 2);
     }
-}
-
-/// Can the server's ids search every directory on the way to `dir`, by mode bits? (A
-/// prediction for the warning; the child's chdir is what decides.)
-fn traversable(dir: &Path, id: &IdentityPlan) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    dir.ancestors().all(|d| {
-        std::fs::metadata(d).is_ok_and(|m| {
-            let mode = m.mode();
-            if m.uid() == id.uid {
-                mode & 0o100 != 0
-            } else if m.gid() == id.gid || id.groups.contains(&m.gid()) {
-                mode & 0o010 != 0
-            } else {
-                mode & 0o001 != 0
-            }
-        })
-    })
 }

@@ -65,7 +65,7 @@ pub struct Profile {
 }
 
 /// A private mount namespace for the server (needs CAP_SYS_ADMIN; see `when_unprivileged`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountsSection {
     /// A fresh tmpfs per server instance (nosuid, nodev, noexec): what the server leaves there
@@ -79,11 +79,39 @@ pub struct MountsSection {
     /// `dlopen` of a library shipped inside a model, which Landlock alone cannot.
     #[serde(default)]
     pub model_repositories_noexec: bool,
+    /// Build the server a fresh root (tmpfs, read-only, pivot_root) that holds only the
+    /// Landlock paths, bound at the same place (read_only: ro,noexec; read_exec: ro; read_write:
+    /// rw,noexec; connect_unix: the sockets), plus the tmpfs above and /proc. No /run, no host
+    /// /tmp, no socket that is not listed; every read-only path is read-only at the mount.
+    #[serde(default)]
+    pub fresh_root: bool,
+    /// Re-mount every Landlock read_write path noexec (recursively) for the server, so a file it
+    /// writes cannot be mapped executable (`ld.so FILE`). On by default; applies whenever the
+    /// mounts do (root start).
+    #[serde(default = "yes")]
+    pub writable_noexec: bool,
     /// When stockade cannot create a mount namespace (no effective CAP_SYS_ADMIN, or the
     /// runtime's seccomp filter or LSM refuses unshare/mount): `warn` and run without these
     /// mounts, or `refuse` to start (exit 77, naming the capability and the runtime flag).
     #[serde(default)]
     pub when_unprivileged: WhenUnprivileged,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for MountsSection {
+    fn default() -> Self {
+        MountsSection {
+            tmpfs: Vec::new(),
+            read_only_noexec: Vec::new(),
+            model_repositories_noexec: false,
+            fresh_root: false,
+            writable_noexec: true,
+            when_unprivileged: WhenUnprivileged::Warn,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,12 +227,27 @@ pub struct LandlockSection {
     /// TCP ports the server may connect to.
     #[serde(default)]
     pub connect_tcp: Vec<Spanned<u16>>,
+    /// Pathname UNIX sockets (or directories of them) the server may connect to. Enforced by
+    /// Landlock from ABI 9 (feature `resolve_unix`); with a fresh root they are also the only
+    /// sockets in the server's view.
+    #[serde(default)]
+    pub connect_unix: Vec<PathEntry>,
+    /// UDP ports the server may bind (Landlock ABI 10, feature `udp`; port 0 for autobind).
+    #[serde(default)]
+    pub bind_udp: Vec<Spanned<u16>>,
+    /// UDP ports the server may connect or send to (Landlock ABI 10, feature `udp`).
+    #[serde(default)]
+    pub connect_udp: Vec<Spanned<u16>>,
     /// IPC scopes: `signal`, `abstract_unix_socket`. Both by default.
     pub scopes: Option<Vec<Spanned<String>>>,
-    /// Features that may be missing on an older kernel (reported, never silent). Everything not
-    /// listed is required: stockade refuses to start without it.
+    /// Features up to ABI 6 that may be missing on an older kernel (reported, never silent).
+    /// Every ABI 1-6 feature not listed is required: stockade refuses to start without it.
     #[serde(default)]
     pub best_effort: Vec<Spanned<String>>,
+    /// Features from ABI 7 on (`audit_log`, `resolve_unix`, `udp`) that are required. Unlisted,
+    /// they are best effort: used where the kernel has them, reported where it does not.
+    #[serde(default)]
+    pub require: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

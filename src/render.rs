@@ -27,6 +27,8 @@ struct Landlock<'a> {
     skipped_optional: Vec<String>,
     bind_tcp: &'a [u16],
     connect_tcp: &'a [u16],
+    bind_udp: &'a [u16],
+    connect_udp: &'a [u16],
     scopes: Vec<&'static str>,
 }
 
@@ -79,8 +81,13 @@ struct View<'a> {
 }
 
 /// Can this kernel enforce everything the profile asks for, best-effort parts included?
+/// (A feature newer than ABI 6 that the profile does not require is opportunistic: reported, but
+/// it does not make the dry run fail.)
 pub fn fully_enforceable(plan: &Plan) -> bool {
-    plan.landlock.features.iter().all(|f| f.supported)
+    plan.landlock
+        .features
+        .iter()
+        .all(|f| f.supported || (!f.required && f.abi > crate::landlock_policy::BASELINE_ABI))
 }
 
 fn view(plan: &Plan) -> View<'_> {
@@ -132,6 +139,8 @@ fn view(plan: &Plan) -> View<'_> {
                 .collect(),
             bind_tcp: &plan.landlock.bind_tcp,
             connect_tcp: &plan.landlock.connect_tcp,
+            bind_udp: &plan.landlock.bind_udp,
+            connect_udp: &plan.landlock.connect_udp,
             scopes: plan.landlock.scopes.iter().map(|s| s.name()).collect(),
         },
         seccomp: Seccomp {
@@ -378,6 +387,7 @@ pub fn text(plan: &Plan) -> String {
                 crate::landlock_policy::Access3::ReadOnly => "ro",
                 crate::landlock_policy::Access3::ReadExec => "rx",
                 crate::landlock_policy::Access3::ReadWrite => "rw",
+                crate::landlock_policy::Access3::ConnectUnix => "unix",
             },
             r.path.display(),
             r.rights.join(" "),
@@ -390,6 +400,8 @@ pub fn text(plan: &Plan) -> String {
     let ports = |p: &[u16]| list(&p.iter().map(u16::to_string).collect::<Vec<_>>());
     let _ = writeln!(o, "  tcp bind   {}", ports(l.bind_tcp));
     let _ = writeln!(o, "  tcp connect {}", ports(l.connect_tcp));
+    let _ = writeln!(o, "  udp bind   {}", ports(l.bind_udp));
+    let _ = writeln!(o, "  udp connect {}", ports(l.connect_udp));
     let _ = writeln!(
         o,
         "  scopes     {}",
@@ -437,27 +449,71 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(o, "cwd          {}", v.cwd);
     let _ = writeln!(o, "exe          {}", v.exe);
     let _ = writeln!(o, "argv         {}", v.argv.join(" "));
+    let fresh_proc = |m: &crate::mounts::MountPlan| {
+        if m.proc {
+            "yes (hidepid=invisible)"
+        } else {
+            "no"
+        }
+    };
+    let tmpfs = |m: &crate::mounts::MountPlan| -> Vec<String> {
+        m.tmpfs
+            .iter()
+            .map(|(p, mb)| format!("{} ({mb} MiB)", p.display()))
+            .collect()
+    };
+    let paths = |v: &[std::path::PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.display().to_string()).collect()
+    };
     match v.mounts {
-        Some(m) => {
-            let tmpfs: Vec<String> = m
-                .tmpfs
-                .iter()
-                .map(|(p, mb)| format!("{} ({mb} MiB)", p.display()))
-                .collect();
-            let ro: Vec<String> = m
-                .read_only_noexec
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
+        Some(m) if m.fresh_root.is_some() => {
             let _ = writeln!(
                 o,
-                "mounts       private namespace: tmpfs [{}], read-only noexec [{}], fresh /proc: {}",
-                tmpfs.join(", "),
-                ro.join(", "),
-                if m.proc {
-                    "yes (hidepid=invisible)"
+                "mounts       fresh root (read-only tmpfs, pivot_root, old root detached): tmpfs [{}], fresh /proc: {}",
+                tmpfs(m).join(", "),
+                fresh_proc(m)
+            );
+            for b in m.fresh_root.iter().flat_map(|f| &f.binds) {
+                let mut flags = vec![if b.writable { "rw" } else { "ro" }, "nosuid"];
+                if !b.exec {
+                    flags.push("noexec");
+                }
+                if !b.device {
+                    flags.push("nodev");
+                }
+                let _ = writeln!(
+                    o,
+                    "  bind       {}  ({})",
+                    b.path.display(),
+                    flags.join(",")
+                );
+            }
+            for (l, t) in m.fresh_root.iter().flat_map(|f| &f.symlinks) {
+                let _ = writeln!(o, "  symlink    {} -> {}", l.display(), t.display());
+            }
+            let _ = writeln!(
+                o,
+                "  only these paths exist for the server: no /run, no host /tmp, no pathname UNIX socket outside them"
+            );
+        }
+        Some(m) => {
+            let _ = writeln!(
+                o,
+                "mounts       private namespace: tmpfs [{}], read-only noexec [{}], writable noexec [{}], fresh /proc: {}",
+                tmpfs(m).join(", "),
+                paths(&m.read_only_noexec).join(", "),
+                paths(&m.writable_noexec).join(", "),
+                fresh_proc(m)
+            );
+            let _ = writeln!(
+                o,
+                "  residual   the host's filesystem stays in view: pathname UNIX sockets (/run...) are {}",
+                if v.landlock.features.iter().any(|f| {
+                    f.feature == crate::landlock_policy::Feature::ResolveUnix && f.supported
+                }) {
+                    "closed by Landlock resolve_unix"
                 } else {
-                    "no"
+                    "reachable (Landlock resolve_unix needs ABI 9; mounts.fresh_root closes them)"
                 }
             );
         }
@@ -473,7 +529,14 @@ pub fn text(plan: &Plan) -> String {
             _ => {
                 let _ = writeln!(
                     o,
-                    "mounts       (none: the server shares stockade's mounts)"
+                    "mounts       (none: the server shares stockade's mounts; files it writes can be mapped executable, pathname UNIX sockets are {})",
+                    if v.landlock.features.iter().any(|f| {
+                        f.feature == crate::landlock_policy::Feature::ResolveUnix && f.supported
+                    }) {
+                        "closed by Landlock resolve_unix"
+                    } else {
+                        "reachable (Landlock resolve_unix needs ABI 9)"
+                    }
                 );
             }
         },

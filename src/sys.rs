@@ -267,6 +267,93 @@ pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Mount attributes for `mount_setattr` (linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = nix::libc::MOUNT_ATTR_RDONLY;
+pub const MOUNT_ATTR_NOSUID: u64 = nix::libc::MOUNT_ATTR_NOSUID;
+pub const MOUNT_ATTR_NODEV: u64 = nix::libc::MOUNT_ATTR_NODEV;
+pub const MOUNT_ATTR_NOEXEC: u64 = nix::libc::MOUNT_ATTR_NOEXEC;
+
+/// mount_setattr(2) on the mount at `path`: set `attr_set`, on every mount below it too when
+/// `recursive` (AT_RECURSIVE). A remount with MS_BIND changes only the top mount, so nested
+/// mounts would keep rw/exec; nix does not wrap this call (Linux 5.12).
+pub fn mount_setattr(path: &std::path::Path, attr_set: u64, recursive: bool) -> nix::Result<()> {
+    use nix::NixPath;
+    let attr = nix::libc::mount_attr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive {
+        nix::libc::AT_RECURSIVE as nix::libc::c_uint
+    } else {
+        0
+    };
+    let rc = path.with_nix_path(|p| {
+        // SAFETY: `p` is a NUL-terminated path that outlives the call; `attr` is a valid
+        // mount_attr whose exact size is passed, and the kernel only reads it.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_mount_setattr,
+                nix::libc::AT_FDCWD,
+                p.as_ptr(),
+                flags,
+                &attr as *const nix::libc::mount_attr,
+                std::mem::size_of::<nix::libc::mount_attr>(),
+            )
+        }
+    })?;
+    Errno::result(rc).map(drop)
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE: a detached copy of the mount tree at `path`
+/// as it is now. The fresh root takes these before it mounts anything, so a bind source that is
+/// an ancestor of the staging directory does not carry the staging mount into the new root.
+pub fn clone_tree(path: &std::path::Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::NixPath;
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: nix::libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | nix::libc::O_CLOEXEC as nix::libc::c_uint
+        | nix::libc::AT_RECURSIVE as nix::libc::c_uint;
+    let rc = path.with_nix_path(|p| {
+        // SAFETY: `p` is a NUL-terminated path that outlives the call; no other memory is passed.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_open_tree,
+                nix::libc::AT_FDCWD,
+                p.as_ptr(),
+                flags,
+            )
+        }
+    })?;
+    let fd = Errno::result(rc)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// move_mount(2): attach the detached tree `from` (from `clone_tree`) at `to`.
+pub fn attach_tree(from: &std::os::fd::OwnedFd, to: &std::path::Path) -> nix::Result<()> {
+    use nix::NixPath;
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 0x4;
+    let rc = to.with_nix_path(|t| {
+        // SAFETY: both paths are NUL-terminated and outlive the call; `from` is an open fd.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_move_mount,
+                from.as_raw_fd(),
+                c"".as_ptr(),
+                nix::libc::AT_FDCWD,
+                t.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        }
+    })?;
+    Errno::result(rc).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

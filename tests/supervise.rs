@@ -826,12 +826,10 @@ fn supervisor_drops_its_capabilities() {
     require_root!();
     let fx = Fx::new();
     for mode in [Mode::Plain, Mode::Ns] {
-        // With its own PID namespace each instance also gets a private mount namespace with a
-        // fresh /proc, so restarting one needs CAP_SYS_ADMIN too.
-        let restart_caps = match mode {
-            Mode::Ns => (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 21),
-            _ => (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),
-        };
+        // Each instance gets a private mount namespace (its writable paths re-mounted noexec,
+        // mounts.writable_noexec; with its own PID namespace also a fresh /proc), so restarting
+        // one needs CAP_SYS_ADMIN too.
+        let restart_caps = (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 21);
         for (extra, want) in [
             ("", 0x20u64),
             ("[supervise.restart]\nmode = \"on-failure\"", restart_caps),
