@@ -25,7 +25,7 @@ fn profile(sb: &Sandbox, mounts: &str, extra_rw: &[&Path]) -> PathBuf {
     text = text.replace("read_write = [", &format!("read_write = [{rw}"));
     text = text.replace(
         "allow = [\"@default\",",
-        "allow = [\"fchmodat\", \"utimensat\", \"@default\",",
+        "allow = [\"@file-metadata\", \"@default\",",
     );
     text.push_str(&format!("[mounts]\n{mounts}\n"));
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
