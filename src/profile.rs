@@ -270,6 +270,10 @@ pub struct SeccompSection {
     /// Let the server create UDP sockets (AF_INET/AF_INET6 SOCK_DGRAM); refused by default.
     #[serde(default)]
     pub allow_udp: bool,
+    /// Let the server open NETLINK_ROUTE sockets (getifaddrs; libzmq needs it); refused by
+    /// default.
+    #[serde(default)]
+    pub allow_netlink_route: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

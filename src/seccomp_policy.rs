@@ -495,8 +495,9 @@ fn product(options: &[Vec<Check>]) -> Alternatives {
     })
 }
 
-/// The fixed rules: no terminal injection, and egress only over plain TCP and UNIX sockets.
-fn fixed(name: &str, allow_udp: bool) -> Fixed {
+/// The fixed rules: no terminal injection, and egress only over plain TCP and UNIX sockets (plus
+/// UDP, and NETLINK_ROUTE for getifaddrs, where the profile opts in).
+fn fixed(name: &str, allow_udp: bool, allow_netlink_route: bool) -> Fixed {
     let af_unix = u64::from(u(nix::libc::AF_UNIX));
     let inet = [u(nix::libc::AF_INET), u(nix::libc::AF_INET6)].map(u64::from);
     let (stream, dgram, seqpacket) = (
@@ -545,7 +546,19 @@ fn fixed(name: &str, allow_udp: bool) -> Fixed {
                     vec![eq32(2, 0), eq32(2, udp)],
                 ]));
             }
-            let known = std::iter::once(af_unix).chain(inet);
+            // getifaddrs(3) (libzmq's address resolver aborts without it): route queries only;
+            // changing routes or links needs CAP_NET_ADMIN, which the server never has.
+            let af_netlink = u64::from(u(nix::libc::AF_NETLINK));
+            if allow_netlink_route {
+                pass.extend(product(&[
+                    vec![eq32(0, af_netlink)],
+                    vec![kind(u64::from(u(nix::libc::SOCK_RAW))), kind(dgram)],
+                    vec![eq32(2, u64::from(u(nix::libc::NETLINK_ROUTE)))],
+                ]));
+            }
+            let known = std::iter::once(af_unix)
+                .chain(inet)
+                .chain(allow_netlink_route.then_some(af_netlink));
             Fixed {
                 deny: Vec::new(),
                 gate: Some(Gate {
@@ -583,7 +596,7 @@ const FIXED_RULE_SYSCALLS: &[&str] = &[
 ];
 
 /// One-line descriptions of the fixed rules, for the dry run.
-pub fn fixed_rule_summary(allow_udp: bool) -> Vec<String> {
+pub fn fixed_rule_summary(allow_udp: bool, allow_netlink_route: bool) -> Vec<String> {
     let mut v = vec![
         "ioctl TIOCSTI/TIOCLINUX (low 32 bits): EPERM".to_string(),
         format!(
@@ -598,10 +611,16 @@ pub fn fixed_rule_summary(allow_udp: bool) -> Vec<String> {
         "socketpair: AF_UNIX only, else EAFNOSUPPORT".to_string(),
         "sendto/sendmsg/sendmmsg with MSG_FASTOPEN: EOPNOTSUPP".to_string(),
     ];
+    if allow_netlink_route {
+        v.push(
+            "socket: AF_NETLINK raw/dgram with NETLINK_ROUTE (allow_netlink_route: getifaddrs)"
+                .to_string(),
+        );
+    }
     if allow_udp {
         v.push(
-            "UDP ports are not restricted: this stockade enforces no Landlock UDP rights \
-             (Landlock ABI 10)"
+            "UDP ports are restricted only where the kernel has Landlock's UDP rights (ABI 10, \
+             [landlock] bind_udp/connect_udp)"
                 .to_string(),
         );
     }
@@ -910,7 +929,11 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         } else {
             default
         };
-        let rules = compose(fixed(name, s.allow_udp), profile, otherwise);
+        let rules = compose(
+            fixed(name, s.allow_udp, s.allow_netlink_route),
+            profile,
+            otherwise,
+        );
         let action = if rules.rules.is_empty() {
             rules.otherwise
         } else {
@@ -946,7 +969,7 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         conditional: argument_checked,
         killed: killed.keys().cloned().collect(),
         enosys,
-        fixed_rules: fixed_rule_summary(s.allow_udp),
+        fixed_rules: fixed_rule_summary(s.allow_udp, s.allow_netlink_route),
         allow_udp: s.allow_udp,
         program,
     })
@@ -1255,8 +1278,8 @@ mod tests {
     /// against the policy written out by hand.
     #[test]
     fn egress_is_plain_tcp_and_unix_only() {
-        for udp in [false, true] {
-            let src = format!("{NET}allow_udp = {udp}\n");
+        for (udp, nl) in [(false, false), (true, false), (false, true), (true, true)] {
+            let src = format!("{NET}allow_udp = {udp}\nallow_netlink_route = {nl}\n");
             let p = plan(&src).unwrap();
             let families = [0u64, 1, 2, 10, 16, 17, 38, 40, 44];
             let kinds = [1u64, 2, 3, 4, 5, 6, 10];
@@ -1272,10 +1295,11 @@ mod tests {
                                 let ip = d == 2 || d == 10;
                                 let ok = (d == 1 && [1, 2, 5].contains(&k) && pr == 0)
                                     || (ip && k == 1 && (pr == 0 || pr == 6))
-                                    || (udp && ip && k == 2 && (pr == 0 || pr == 17));
+                                    || (udp && ip && k == 2 && (pr == 0 || pr == 17))
+                                    || (nl && d == 16 && [2, 3].contains(&k) && pr == 0);
                                 let want = if ok {
                                     ALLOW
-                                } else if d == 1 || ip {
+                                } else if d == 1 || ip || (nl && d == 16) {
                                     err(93)
                                 } else {
                                     err(97)
