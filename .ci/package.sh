@@ -6,7 +6,9 @@
 #                  lintian, install, use, remove, purge (packaging/deb/check-deb.sh)
 #   container      ENTRYPOINT/CMD parsed from the Dockerfile (packaging/container/check-entrypoint.sh)
 #                  and, when Triton is installed here, that argv dry-run through the static binary
-#   kubernetes     schema (kubernetes-validate), Pod Security "restricted", stockade's requirements
+#   kubernetes     schema (kubernetes-validate), Pod Security "restricted", stockade's requirements;
+#                  the custom resources (Istio, KServe ServingRuntime): strict schemas, MLServer's
+#                  routes, the runtimes' argv dry-run through the static binary
 #   systemd        systemd-analyze verify (inside the .deb check, with the unit installed)
 #
 # Idempotent; installs its own tools (apt, rustup target, cargo install, a Python venv) and skips
@@ -164,7 +166,7 @@ fi
 
 # ---------------------------------------------------------------- kubernetes
 step "kubernetes: schema, Pod Security restricted, stockade requirements"
-run "packaging/kubernetes/check-manifests.sh" packaging/kubernetes/check-manifests.sh "$STOCKADE_TOOLS/bin/python"
+run "packaging/kubernetes/check-manifests.sh" env STOCKADE_BIN="$static_bin" packaging/kubernetes/check-manifests.sh "$STOCKADE_TOOLS/bin/python"
 
 step "artifacts in $out"
 ls -l "$out"

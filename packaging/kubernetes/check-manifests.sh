@@ -1,28 +1,60 @@
 #!/usr/bin/env bash
 # Validates packaging/kubernetes/*.yaml:
 #   1. against the Kubernetes OpenAPI schema (kubernetes-validate from PyPI, which ships the
-#      schemas, strict mode: unknown fields fail) for the oldest and newest supported versions;
+#      schemas, strict mode: unknown fields fail) for the oldest and newest supported versions:
+#      the plain Kubernetes manifests, and the Pods the ModelMesh controller would build from the
+#      ServingRuntimes (check-crds.py pods);
 #   2. against Pod Security "restricted" (check-pss.py, with its self-test);
 #   3. stockade's own requirements for the Triton Deployment (read-only root, emptyDirs, probes,
-#      grace period above the profile's stop grace, read-only models, pod profile derivation).
+#      grace period above the profile's stop grace, read-only models, pod profile derivation);
+#   4. the custom resources (Istio AuthorizationPolicy, KServe ServingRuntime), whose CRD schemas
+#      are not available here, against strict schemas of the fields used, plus stockade's
+#      requirements, each with a self-test (check-crds.py check);
+#   5. the MLServer AuthorizationPolicy against the routes of the installed MLServer
+#      (check-crds.py authz), and each ServingRuntime's argv dry-run through the real stockade
+#      against the real Triton and MLServer, as root and rootless (check-crds.py dryrun).
 #
 #   check-manifests.sh [PYTHON]   PYTHON: an interpreter with kubernetes-validate installed
 #                                 (default: $STOCKADE_TOOLS/bin/python, see .ci/package.sh)
+# Env: STOCKADE_BIN (default $CARGO_TARGET_DIR/debug/stockade, target/ by default),
+#      STOCKADE_MLSERVER_DIR (default /opt/stockade/mlserver); Triton from /opt/stockade/triton.
+#      A missing stockade, MLServer or Triton is a failure, not a skip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 py=${1:-${STOCKADE_TOOLS:-/opt/stockade-pkg-tools}/bin/python}
 kv=$(dirname "$py")/kubernetes-validate
-manifests=("$here"/*.yaml)
+stockade_bin=${STOCKADE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/stockade}
+mlpy=${STOCKADE_MLSERVER_DIR:-/opt/stockade/mlserver}/venv/bin/python
 status=0
+work=$(mktemp -d /var/tmp/stockade-k8s.XXXXXX)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+# Plain Kubernetes manifests vs custom resources (no schema in kubernetes-validate).
+manifests=() crds=()
+for f in "$here"/*.yaml; do
+    if "$py" -c 'import sys, yaml
+sys.exit(0 if all(d["kind"] not in ("AuthorizationPolicy", "ServingRuntime")
+                  for d in yaml.safe_load_all(open(sys.argv[1])) if d) else 1)' "$f"; then
+        manifests+=("$f")
+    else
+        crds+=("$f")
+    fi
+done
+mkdir -p "$work/pods"
+mapfile -t pods < <("$py" "$here/check-crds.py" pods "$work/pods" "${crds[@]}")
+[ "${#pods[@]}" -ge 2 ] || { echo "FAIL expected a Pod per ServingRuntime, got ${#pods[@]}"; status=1; }
 
 for k in ${K8S_VERSIONS:-1.30.0 1.37.0}; do
     echo "== kubernetes-validate --strict -k $k"
-    "$kv" --strict -k "$k" "${manifests[@]}" || status=1
+    "$kv" --strict -k "$k" "${manifests[@]}" "${pods[@]}" || status=1
 done
 
 echo "== Pod Security Standard: restricted"
 "$py" "$here/check-pss.py" --self-test "${manifests[@]}" || status=1
+# The ServingRuntime Pods carry their settings per container (a ServingRuntime has no pod-level
+# securityContext), so the self-test's pod-level mutations do not apply to them.
+"$py" "$here/check-pss.py" "${pods[@]}" || status=1
 
 echo "== stockade requirements"
 "$py" - "$here/triton.yaml" "$repo/profiles/triton.toml" <<'PY' || status=1
@@ -91,5 +123,23 @@ assert ready is None or (not ready.get("from_server_flags") and "//127.0.0.1:" i
     echo "ok   make-pod-profile.sh yields valid TOML that allows 0.0.0.0, readiness probe on loopback"
 else
     echo "FAIL make-pod-profile.sh"; status=1
+fi
+echo "== custom resources: strict schemas and stockade requirements"
+"$py" "$here/check-crds.py" check --self-test "${crds[@]}" || status=1
+
+echo "== MLServer AuthorizationPolicy against the installed MLServer's routes"
+if [ -x "$mlpy" ]; then
+    "$py" "$here/check-crds.py" authz "$mlpy" --self-test "${crds[@]}" || status=1
+else
+    echo "FAIL no MLServer at $mlpy (scripts/install-mlserver.sh)"; status=1
+fi
+
+echo "== ServingRuntime argv through the real stockade (--dry-run), root and rootless"
+if [ ! -x "$stockade_bin" ]; then
+    echo "FAIL no stockade binary at $stockade_bin (cargo build, or set STOCKADE_BIN)"; status=1
+elif [ ! -f /opt/stockade/triton/env.sh ] || [ ! -x "$mlpy" ]; then
+    echo "FAIL Triton (scripts/install-triton.sh) and MLServer (scripts/install-mlserver.sh) must be installed"; status=1
+else
+    "$py" "$here/check-crds.py" dryrun "$stockade_bin" "$repo" "$work" "${crds[@]}" || status=1
 fi
 exit $status
