@@ -473,12 +473,14 @@ def authz(mlpython, files, self_test):
 
 
 # ------------------------------------------------------------------ dry runs
+TRITON_ENV = os.environ.get("STOCKADE_TRITON_DIR", "/opt/stockade/triton") + "/env.sh"
+MLSERVER_BIN = os.environ.get("STOCKADE_MLSERVER_DIR", "/opt/stockade/mlserver") + "/venv/bin"
 ROOTLESS = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
             "--bounding-set=-all"]
 def dryrun(stockade, repo_dir, workdir, files):
     fails = 0
     triton = dict(l.split("=", 1) for l in subprocess.run(
-        ["bash", "-c", ". /opt/stockade/triton/env.sh && env"], capture_output=True,
+        ["bash", "-c", '. "$0" && env', TRITON_ENV], capture_output=True,
         text=True, check=True).stdout.splitlines() if "=" in l)
     for f, d in load(files):
         if d.get("kind") != "ServingRuntime":
@@ -517,7 +519,7 @@ def dryrun(stockade, repo_dir, workdir, files):
             argv.append("--backend-directory=" + triton["TRITON_BACKENDS"])
             want = f"grpc endpoint on 127.0.0.1:{port}"
         elif server == "mlserver":
-            env["PATH"] = "/opt/stockade/mlserver/venv/bin:/usr/bin:/bin"
+            env["PATH"] = MLSERVER_BIN + ":/usr/bin:/bin"
             want = f"grpc 127.0.0.1:{port}"
         else:
             print(f"FAIL {d['metadata']['name']}: unknown server {server}")

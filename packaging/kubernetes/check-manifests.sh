@@ -17,7 +17,8 @@
 #   check-manifests.sh [PYTHON]   PYTHON: an interpreter with kubernetes-validate installed
 #                                 (default: $STOCKADE_TOOLS/bin/python, see .ci/package.sh)
 # Env: STOCKADE_BIN (default $CARGO_TARGET_DIR/debug/stockade, target/ by default),
-#      STOCKADE_MLSERVER_DIR (default /opt/stockade/mlserver); Triton from /opt/stockade/triton.
+#      STOCKADE_MLSERVER_DIR (default /opt/stockade/mlserver), STOCKADE_TRITON_DIR (default
+#      /opt/stockade/triton), as scripts/test.sh exports them.
 #      A missing stockade, MLServer or Triton is a failure, not a skip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -137,7 +138,7 @@ fi
 echo "== ServingRuntime argv through the real stockade (--dry-run), root and rootless"
 if [ ! -x "$stockade_bin" ]; then
     echo "FAIL no stockade binary at $stockade_bin (cargo build, or set STOCKADE_BIN)"; status=1
-elif [ ! -f /opt/stockade/triton/env.sh ] || [ ! -x "$mlpy" ]; then
+elif [ ! -f "${STOCKADE_TRITON_DIR:-/opt/stockade/triton}/env.sh" ] || [ ! -x "$mlpy" ]; then
     echo "FAIL Triton (scripts/install-triton.sh) and MLServer (scripts/install-mlserver.sh) must be installed"; status=1
 else
     "$py" "$here/check-crds.py" dryrun "$stockade_bin" "$repo" "$work" "${crds[@]}" || status=1
