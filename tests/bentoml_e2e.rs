@@ -8,6 +8,9 @@
 //!   setsid'd worker) dropped, listeners only on 127.0.0.1, a hostile service method denied
 //!   write/exec/bind/signal, the residual risk measured (ephemeral binds, circus endpoints
 //!   reachable from outside), SIGTERM → exit 0, nothing left.
+//! * `serves_rootless`: the same service with stockade itself started as uid 65534 (Kubernetes
+//!   runAsNonRoot): ready, an API call, every process with no capabilities, NoNewPrivs and
+//!   seccomp, listeners only on loopback, a hostile method still denied, SIGTERM → exit 0.
 //!
 //! Missing BentoML is a failure, not a skip. Requires root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -63,9 +66,15 @@ fn free_port() -> u16 {
 /// A world-traversable service root holding the fixture service in `svc/`, and the built-in
 /// profile with that root as its only service root.
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    setup_in("/tmp")
+}
+
+/// `setup` under `base`: rootless runs have no private /tmp, so the service must live outside
+/// the profile's read-write /tmp (stockade refuses a service root inside a writable path).
+fn setup_in(base: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let d = tempfile::Builder::new()
         .prefix("stockade-bentoml-")
-        .tempdir_in("/tmp")
+        .tempdir_in(base)
         .unwrap();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let svc = d.path().join("svc");
@@ -485,4 +494,159 @@ fn serves_confined_and_stops_cleanly() {
         left.is_empty(),
         "server processes left after stop: {left:?}"
     );
+}
+
+/// Rootless (stockade started as uid 65534 with setpriv, as under Kubernetes runAsNonRoot): no id
+/// change and no private mounts, but every server process (the arbiter and its worker) still has
+/// no capabilities, NoNewPrivs and seccomp; the service answers, listens only on loopback, a
+/// hostile method is still denied, and SIGTERM stops everything with exit 0.
+#[test]
+fn serves_rootless() {
+    let b = bento();
+    let _g = serial();
+    let (d, svc, profile) = setup_in("/var/tmp");
+    let port = free_port();
+    let log = d.path().join("stderr");
+    let mut cmd = Command::new("setpriv");
+    cmd.env_clear()
+        .env("PATH", &b.path)
+        .env("STOCKADE_LOG", "info")
+        .current_dir("/")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", STOCKADE])
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--")
+        .arg(&b.exe)
+        .args([
+            "serve".to_string(),
+            "service:Calc".into(),
+            format!("--port={port}"),
+            format!("--working-dir={}", svc.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(d.path().join("stdout")).unwrap())
+        .stderr(fs::File::create(&log).unwrap());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let fail = |child: &mut std::process::Child, what: String| -> ! {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        panic!(
+            "{what}\nstockade stderr:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    loop {
+        if http_req(port, "GET", "/readyz", "").is_some_and(|(c, _)| c == 200) {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            fail(&mut child, format!("stockade exited before ready: {st}"));
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            fail(&mut child, "not ready within 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[bentoml rootless] time-to-ready {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    match http_req(port, "POST", "/add", r#"{"a": 1.5, "b": 2.25}"#) {
+        Some((200, body)) if body.trim() == "3.75" => {}
+        other => fail(&mut child, format!("api answer: {other:?}")),
+    }
+    // setpriv made stockade itself uid 65534: check it, then every process below it.
+    let own = proc_status(pid);
+    assert_eq!(own["Uid"], "65534\t65534\t65534\t65534", "stockade: Uid");
+    let stockade_exe = fs::canonicalize(STOCKADE).unwrap();
+    let servers: Vec<i32> = descendants(pid)
+        .into_iter()
+        .filter(|p| exe(*p) != stockade_exe)
+        .collect();
+    if !servers
+        .iter()
+        .any(|p| cmdline(*p).contains("_bentoml_impl.worker"))
+    {
+        fail(&mut child, format!("no worker among {servers:?}"));
+    }
+    for p in &servers {
+        let st = proc_status(*p);
+        let what = format!("pid {p} ({})", cmdline(*p));
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "{what}: Uid");
+        for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+            assert_eq!(st[cap], "0000000000000000", "{what}: {cap}");
+        }
+        assert_eq!(st["NoNewPrivs"], "1", "{what}: NoNewPrivs");
+        assert_eq!(st["Seccomp"], "2", "{what}: Seccomp");
+    }
+    println!(
+        "[bentoml rootless] {} server processes confined: {servers:?}",
+        servers.len()
+    );
+    let listeners: BTreeSet<String> = servers.iter().flat_map(|p| listening(*p)).collect();
+    assert!(
+        listeners.contains(&format!("127.0.0.1:{port}")),
+        "{listeners:?}"
+    );
+    assert!(
+        listeners.iter().all(|l| l.starts_with("127.0.0.1:")),
+        "{listeners:?}"
+    );
+    // Same uid as the server, so only Landlock and the scopes stand between a hostile method and
+    // the service code, the supervisor and the port space.
+    let planted = svc.join("service.py");
+    let before = fs::read(&planted).unwrap();
+    let free = free_port();
+    let mut failures = Vec::new();
+    for (op, want) in [
+        (format!("write:{}", planted.display()), &["EACCES"][..]),
+        (format!("bind:{}", 1024 + free % 1000), &["EACCES"][..]),
+        ("signal-supervisor".to_string(), &["EPERM"][..]),
+    ] {
+        let got = match http_req(port, "POST", "/probe", &format!("{{\"op\": \"{op}\"}}")) {
+            Some((200, b)) => b.trim().trim_matches('"').to_string(),
+            other => format!("HTTP {other:?}"),
+        };
+        println!("[bentoml rootless] probe {op:<60} -> {got}");
+        if !want.contains(&got.as_str()) {
+            failures.push(format!("{op}: got {got}, want {want:?}"));
+        }
+    }
+    assert_eq!(fs::read(&planted).unwrap(), before, "service code changed");
+    if let Some(st) = child.try_wait().unwrap() {
+        fail(
+            &mut child,
+            format!("stockade exited after the probes: {st}"),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let t2 = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t2.elapsed() > Duration::from_secs(40) {
+            fail(&mut child, "still running 40 s after SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "[bentoml rootless] stop took {:.3} s",
+        t2.elapsed().as_secs_f64()
+    );
+    let err = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{err}");
+    let left: Vec<i32> = servers.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "left after stop: {left:?}");
 }
