@@ -504,10 +504,12 @@ impl Kind for MlServer {
         out.notes.push(format!(
             "mlserver model-repository API: POST /v2/repository/index and \
              /v2/repository/models/{{name}}/load|unload on the HTTP port {http} (and \
-             ModelRepositoryService on gRPC {grpc}) have NO authentication and no switch: any \
+             ModelRepositoryService and GRPCInferenceService's Repository* methods on gRPC {grpc}) \
+             have NO authentication and no switch: any \
              process that reaches {host}:{http} can unload every model or reload one; the \
              repository is read-only to the server (Landlock), so a load brings back only what is \
-             already there; block /v2/repository/* at the gateway",
+             already there; block them at the gateway \
+             (packaging/kubernetes/mlserver-istio-authz.yaml)",
             http = eff.http_port,
             grpc = eff.grpc_port,
             host = eff.host
