@@ -48,4 +48,13 @@ say "tests (unit, kernel confinement, bad input, supervision, terminal, egress, 
 # tests/container.rs puts target/x86_64-unknown-linux-musl/release/stockade (package.sh built it
 # above; the test rebuilds it if stale) into an image and runs it under podman with private
 # storage in a temp dir.
-cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked -- --test-threads="${STOCKADE_TEST_THREADS:-2}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (the last `test result` line is the doc tests' 0).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "cargo-test: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
