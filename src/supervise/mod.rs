@@ -5,6 +5,13 @@
 //! a signal that arrives earlier stays pending and is delivered when the loop unblocks it. One
 //! thread, one poll on the self-pipe: no busy loop, and `fork` for a restart stays safe.
 //! docs/SUPERVISION.md has the design.
+//!
+//! The folder: `pidns` (PID 1 of its own PID namespace, the outer relay), `ready` (the loopback
+//! HTTP readiness probe), `notify` (sd_notify).
+
+pub mod notify;
+pub mod pidns;
+pub mod ready;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -22,10 +29,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::identity::Mode;
-use crate::notify::Notifier;
 use crate::plan::Plan;
 use crate::profile::{RestartMode, SignalTarget};
-use crate::ready::HttpGet;
+use notify::Notifier;
+use ready::HttpGet;
 
 /// Signals that start a graceful stop (and its grace period).
 const STOP_SIGNALS: &[i32] = &[nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGQUIT];
@@ -291,9 +298,9 @@ fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
 fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let mut notifier = Notifier::from_env();
     if plan.pid_namespace {
-        match crate::pidns::enter(plan, notifier)? {
-            crate::pidns::Entered::Outer(code) => return Ok(code),
-            crate::pidns::Entered::Inner(n) | crate::pidns::Entered::Skipped(n) => notifier = n,
+        match pidns::enter(plan, notifier)? {
+            pidns::Entered::Outer(code) => return Ok(code),
+            pidns::Entered::Inner(n) | pidns::Entered::Skipped(n) => notifier = n,
         }
     }
     let pid1 = nix::unistd::getpid().as_raw() == 1;
@@ -568,7 +575,7 @@ impl Supervisor<'_> {
         let result = p.get.probe(budget);
         let attempt = p.attempts;
         match result {
-            Ok(code) if crate::ready::passes(code) => {
+            Ok(code) if ready::passes(code) => {
                 info!(url = %p.get, status = code, attempt, "readiness probe passed: server ready");
                 inst.probe = None;
                 inst.ready = true;
