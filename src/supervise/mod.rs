@@ -330,6 +330,8 @@ fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     };
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
+    // Start-up is over: only the loop runs from here (docs/PERFORMANCE.md, memory).
+    crate::sys::release_startup_memory();
     sup.supervise(first)
 }
 

@@ -106,6 +106,8 @@ fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u
     // The outer process starts no server: no fd of its own can reach one.
     let mut signals = Signals::install(3)?;
     super::unblock_all()?;
+    // The relay only loops from here: give back what start-up left resident.
+    crate::sys::release_startup_memory();
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();
     loop {
