@@ -108,7 +108,8 @@ for i in $(seq "$MEM_ROUNDS"); do
         pid=$!
         # Read once the server runs (the supervisor's start-up is over): up to 3 s for the sleep.
         for _ in $(seq 60); do server_runs "$pid" && break; sleep 0.05; done
-        sleep 0.5
+        # stockade gives back its start-up pages 1 s after the server started (RELEASE_AFTER).
+        sleep 1.5
         kill -0 "$pid" 2>/dev/null || die "$label exited early"
         mapfile -t ps < <(procs_of "$pid")
         printf '%s\t%s\t%s\t%s\n' "$label" "${#ps[@]}" "$(sum_of Pss "${ps[@]}")" \
@@ -179,6 +180,6 @@ print("\nCommands:\n")
 for l, c in zip(labels, cmds):
     print(f"- {l}: `{c}`")
 print("- memory: the same with `/bin/sleep 60` instead of `/bin/true`, pinned with `taskset -c`, "
-      "read 0.5 s after the sleep started")
+      "read 1.5 s after the sleep started")
 PY
 cat "$out"

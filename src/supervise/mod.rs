@@ -34,6 +34,10 @@ use crate::profile::{RestartMode, SignalTarget};
 use notify::Notifier;
 use ready::HttpGet;
 
+/// How long a server must have run before the supervisor gives back its start-up pages: a
+/// short-lived one (a launch) exits first and pays nothing for it.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// Signals that start a graceful stop (and its grace period).
 const STOP_SIGNALS: &[i32] = &[nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGQUIT];
 
@@ -250,6 +254,8 @@ pub struct Supervisor<'a> {
     stop: Option<Stop>,
     /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
     stop_after_exit: Option<i32>,
+    /// When to give back the start-up pages (`sys::release_startup_memory`), once.
+    release_at: Option<Instant>,
     orphans_reaped: u64,
     /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.
     kill_log: Option<crate::seccomp_policy::KillLog>,
@@ -327,11 +333,10 @@ fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         stop_after_exit: None,
         orphans_reaped: 0,
         kill_log,
+        release_at: Some(Instant::now() + RELEASE_AFTER),
     };
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
-    // Start-up is over: only the loop runs from here (docs/PERFORMANCE.md, memory).
-    crate::sys::release_startup_memory();
     sup.supervise(first)
 }
 
@@ -514,6 +519,10 @@ impl Supervisor<'_> {
             }
             self.tick_probe(inst);
             self.tick_stop(inst);
+            if self.release_at.is_some_and(|t| t <= Instant::now()) {
+                self.release_at = None;
+                crate::sys::release_startup_memory();
+            }
             let timeout = self
                 .next_wakeup(inst)
                 .map(|t| t.saturating_duration_since(Instant::now()));
@@ -538,7 +547,10 @@ impl Supervisor<'_> {
             ),
             None => (None, None),
         };
-        [probe, forward, kill].into_iter().flatten().min()
+        [probe, forward, kill, self.release_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Probe while not ready, unless a stop is under way that does not wait for readiness.

@@ -106,8 +106,9 @@ fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u
     // The outer process starts no server: no fd of its own can reach one.
     let mut signals = Signals::install(3)?;
     super::unblock_all()?;
-    // The relay only loops from here: give back what start-up left resident.
-    crate::sys::release_startup_memory();
+    // The relay only loops from here: give back what start-up left resident, once it has run
+    // a while (a short-lived server exits first and pays nothing for it).
+    let mut release_at = Some(std::time::Instant::now() + super::RELEASE_AFTER);
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();
     loop {
@@ -116,7 +117,12 @@ fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u
         if let Some(r) = &relay {
             fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
         }
-        let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
+        let timeout = release_at.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let _ = nix::poll::poll(&mut fds, super::poll_timeout(timeout));
+        if release_at.is_some_and(|t| t <= std::time::Instant::now()) {
+            release_at = None;
+            crate::sys::release_startup_memory();
+        }
         let relay_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| {
             r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
         });
