@@ -67,7 +67,7 @@ pub fn run(cli: &Cli, original_mask: SigSet) -> Result<u8> {
         "the directory stockade was started in; set server.cwd to choose another"
     };
     let (uid, cwd) = (plan.identity.uid, plan.cwd.clone());
-    crate::supervisor::run(&mut plan, original_mask).map_err(|e| match e {
+    crate::supervise::run(&mut plan, original_mask).map_err(|e| match e {
         Error::Confine {
             step: crate::report::Step::Chdir,
             errno,

@@ -1,8 +1,9 @@
 //! stockade: put an inference server into least privilege, then supervise it.
 //!
-//! Pipeline: `profile` (parse) → `plan` (resolve everything fallible) → `supervisor::spawn`
-//! (fork) → `confine` (child: ids, caps, no_new_privs, Landlock, seccomp, exec) → `supervisor`
-//! (parent: signals, reaping, exit status). See docs/ARCHITECTURE.md.
+//! Pipeline: `profile` (parse) → `plan` (resolve everything fallible) → `supervise`
+//! (fork) → `confine` (child: ids, caps, no_new_privs, Landlock, seccomp, exec) → `supervise`
+//! (parent: signals, reaping, exit status; `supervise/` also holds the PID namespace,
+//! readiness and sd_notify). See docs/ARCHITECTURE.md.
 
 pub mod ability;
 pub mod app;
@@ -15,14 +16,14 @@ pub mod error;
 pub mod identity;
 pub mod landlock_policy;
 pub mod mounts;
-pub mod notify;
-pub mod pidns;
 pub mod plan;
 pub mod profile;
-pub mod ready;
 pub mod render;
 pub mod report;
 pub mod seccomp_policy;
 pub mod servers;
-pub mod supervisor;
+pub mod supervise;
 pub mod sys;
+
+// The old paths, kept for code outside src/ (fuzz targets) written against them.
+pub use supervise::{notify, ready};

@@ -13,7 +13,7 @@ use crate::env::EnvPlan;
 use crate::error::{Error, Result};
 use crate::identity::{IdentityPlan, Mode};
 use crate::landlock_policy::LandlockPlan;
-use crate::profile::{Limit, Loaded, ServerKind, SuperviseSection};
+use crate::profile::{Limit, Loaded, PidNamespace, ServerKind, SuperviseSection};
 use crate::seccomp_policy::SeccompPlan;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -240,9 +240,9 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     let ability = crate::ability::assess(&crate::ability::Wanted {
         mounts: !request.is_empty(),
         mount_target: request.probe_target(),
-        pid_namespace: crate::pidns::requested(supervise.pid_namespace),
+        pid_namespace: pid_namespace_requested(supervise.pid_namespace),
     })?;
-    let own_pid_ns = crate::pidns::wanted_for(supervise.pid_namespace, &ability)?;
+    let own_pid_ns = own_pid_namespace(supervise.pid_namespace, &ability)?;
     let mounts_requested = (!request.is_empty()).then(|| request.clone());
     let mut mounts = crate::mounts::plan(
         &p.mounts,
@@ -418,6 +418,36 @@ fn traversable(dir: &Path, id: &IdentityPlan) -> bool {
             }
         })
     })
+}
+
+/// Would this start use a PID namespace if it can? Not with `never`, and not when stockade is
+/// already PID 1 (a container's init is in its own namespace already).
+fn pid_namespace_requested(mode: PidNamespace) -> bool {
+    mode != PidNamespace::Never && nix::unistd::getpid().as_raw() != 1
+}
+
+/// Should this start use a PID namespace? Decided once, here, from what the process can do
+/// (`ability`: effective CAP_SYS_ADMIN and the runtime's filters), not from its uid.
+fn own_pid_namespace(mode: PidNamespace, ability: &crate::ability::Ability) -> Result<bool> {
+    if !pid_namespace_requested(mode) {
+        if mode != PidNamespace::Never {
+            tracing::debug!("already PID 1 of a namespace");
+        }
+        return Ok(false);
+    }
+    match (mode, ability.pid_namespace) {
+        (_, None) => Ok(true),
+        (PidNamespace::Always, Some(b)) => Err(Error::Privilege(format!(
+            "supervise.pid_namespace = \"always\" needs a PID namespace, and {}: {}, or use \
+             \"auto\"",
+            b.reason(),
+            b.remedy()
+        ))),
+        (_, Some(b)) => {
+            tracing::debug!(reason = %b.reason(), "no PID namespace (auto)");
+            Ok(false)
+        }
+    }
 }
 
 #[cfg(test)]

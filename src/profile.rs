@@ -424,7 +424,7 @@ fn default_backoff_max_ms() -> u64 {
 pub struct ReadySection {
     /// An `http://127.0.0.1:PORT/PATH` URL that answers 2xx once the server is ready; loopback
     /// only (checked when the profile is parsed).
-    pub http_get: Spanned<crate::ready::HttpGet>,
+    pub http_get: Spanned<crate::supervise::ready::HttpGet>,
     /// Take the address and port from the server's final flags (Triton: `--http-address`,
     /// `--http-port`), keeping the URL's path: the operator may move the port.
     #[serde(default)]

@@ -1145,3 +1145,81 @@ fn ctrl_c_in_a_terminal_reaches_the_server() {
         assert!(Path::new(&got).exists());
     }
 }
+
+/// Rss (KiB) of the mappings of `pid`'s own binary that the supervisor may release: not
+/// writable, no anonymous page (its own smaps, read from outside).
+fn releasable_rss(pid: i32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut total, mut ours, mut rss) = (0, false, 0);
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first().is_some_and(|w| w.contains('-')) && f.len() >= 2 {
+            ours = f.get(5) == Some(&exe.as_str()) && f[1].as_bytes()[1] == b'-';
+        } else if ours && f.first() == Some(&"Rss:") {
+            rss = f[1].parse().unwrap();
+        } else if ours && f.first() == Some(&"Anonymous:") && f[1] == "0" {
+            total += rss;
+        }
+    }
+    total
+}
+
+/// One second after the server started, every stockade process (the PID-namespace relay too)
+/// gives back its start-up pages; the supervisor still restarts the server afterwards (the
+/// confinement code faults back in unchanged).
+#[test]
+fn start_up_pages_are_released_and_a_restart_still_works() {
+    require_root!();
+    let fx = Fx::new();
+    for mode in ALL {
+        let p = fx.profile(
+            mode,
+            "[supervise.restart]\nmode = \"on-failure\"\nmax_restarts = 1\nbackoff_initial_ms = 10",
+        );
+        // Up to three tries for a reading before the release (a loaded machine can be late).
+        let mut done = false;
+        for attempt in 0..3 {
+            let ready = fx.s(&format!("rel-{mode:?}-{attempt}"));
+            let second = fx.s(&format!("rel2-{mode:?}-{attempt}"));
+            let cmd = format!(
+                "if [ -e {ready} ]; then echo > {second}; exit 0; fi; echo > {ready}; sleep 2; exit 1"
+            );
+            let mut r = launch(&fx, mode, &p, &sh(&cmd), &[]);
+            wait_file(&ready, Duration::from_secs(10));
+            let mut procs = vec![r.stockade_pid()];
+            if mode == Mode::Ns {
+                procs.push(r.supervisor_pid());
+            }
+            let before: Vec<u64> = procs.iter().map(|p| releasable_rss(*p)).collect();
+            // The release is 1 s after the server started, so this reading must come earlier.
+            let early = r.started.elapsed() < Duration::from_millis(800);
+            std::thread::sleep(Duration::from_millis(1500));
+            let after: Vec<u64> = procs.iter().map(|p| releasable_rss(*p)).collect();
+            assert_eq!(r.wait(Duration::from_secs(10)), 0, "{}", r.stderr());
+            assert!(
+                std::path::Path::new(&second).exists(),
+                "{mode:?}: no restart after the release"
+            );
+            if !early {
+                continue;
+            }
+            // Each process gives back at least a third of them (the loop touches some again).
+            for (b, a) in before.iter().zip(&after) {
+                assert!(
+                    *a * 3 <= *b * 2,
+                    "{mode:?}: start-up pages not released: {before:?} KiB -> {after:?} KiB \
+                     ({procs:?})"
+                );
+            }
+            eprintln!("{mode:?}: releasable Rss {before:?} KiB -> {after:?} KiB");
+            done = true;
+            break;
+        }
+        assert!(
+            done,
+            "{mode:?}: no reading before the release in three tries"
+        );
+    }
+}

@@ -54,7 +54,7 @@ pub struct Prepared {
     /// Model repositories (read-only; `mounts.model_repositories_noexec` covers them).
     pub repositories: Vec<PathBuf>,
     /// The readiness probe's final URL, when the kind derives it (`from_server_flags`).
-    pub ready: Option<crate::ready::HttpGet>,
+    pub ready: Option<crate::supervise::ready::HttpGet>,
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
     /// Who can read a secret on the server's command line.
@@ -155,13 +155,13 @@ pub fn ready_from(
     loaded: &Loaded,
     ready: &crate::profile::ReadySection,
     addr: std::net::SocketAddr,
-) -> Result<crate::ready::HttpGet> {
+) -> Result<crate::supervise::ready::HttpGet> {
     let url = format!(
         "http://{}{}",
         probe_addr(addr),
         ready.http_get.get_ref().path
     );
-    crate::ready::HttpGet::parse(&url).map_err(|e| {
+    crate::supervise::ready::HttpGet::parse(&url).map_err(|e| {
         Error::profile(
             loaded.at(ready.http_get.span()),
             format!("readiness probe: {e}"),

@@ -12,6 +12,8 @@
 //! capabilities), or when the runtime's seccomp filter refuses unshare, there is no PID namespace:
 //! the guarantee is then the server's PDEATHSIG and the process-group kill only. In a container
 //! stockade is PID 1 of the container's own PID namespace, which gives the same guarantee.
+//!
+//! Whether to use one is decided by `plan` (`plan::own_pid_namespace`), not here.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,11 +25,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use tracing::{debug, info, warn};
 
+use super::Signals;
+use super::notify::Notifier;
 use crate::error::{Error, Result};
-use crate::notify::Notifier;
 use crate::plan::Plan;
 use crate::profile::PidNamespace;
-use crate::supervisor::Signals;
 
 pub enum Entered {
     /// We are the outer process and the inner one has exited with this code.
@@ -36,36 +38,6 @@ pub enum Entered {
     Inner(Notifier),
     /// `auto` could not create the namespace: supervise as an ordinary process.
     Skipped(Notifier),
-}
-
-/// Would this start use a PID namespace if it can? Not with `never`, and not when stockade is
-/// already PID 1 (a container's init is in its own namespace already).
-pub fn requested(mode: PidNamespace) -> bool {
-    mode != PidNamespace::Never && nix::unistd::getpid().as_raw() != 1
-}
-
-/// Should this start use a PID namespace? Decided once, by `plan`, from what the process can do
-/// (`ability`: effective CAP_SYS_ADMIN and the runtime's filters), not from its uid.
-pub fn wanted_for(mode: PidNamespace, ability: &crate::ability::Ability) -> Result<bool> {
-    if !requested(mode) {
-        if mode != PidNamespace::Never {
-            debug!("already PID 1 of a namespace");
-        }
-        return Ok(false);
-    }
-    match (mode, ability.pid_namespace) {
-        (_, None) => Ok(true),
-        (PidNamespace::Always, Some(b)) => Err(Error::Privilege(format!(
-            "supervise.pid_namespace = \"always\" needs a PID namespace, and {}: {}, or use \
-             \"auto\"",
-            b.reason(),
-            b.remedy()
-        ))),
-        (_, Some(b)) => {
-            debug!(reason = %b.reason(), "no PID namespace (auto)");
-            Ok(false)
-        }
-    }
 }
 
 /// Create the namespace and fork its PID 1. Returns in both processes (see `Entered`).
@@ -130,10 +102,13 @@ pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
 /// The outer process: no capabilities, relays signals to the inner one and its notifications to
 /// systemd, and exits with its code.
 fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
-    crate::supervisor::drop_own_capabilities(&caps::CapsHashSet::new())?;
+    super::drop_own_capabilities(&caps::CapsHashSet::new())?;
     // The outer process starts no server: no fd of its own can reach one.
     let mut signals = Signals::install(3)?;
-    crate::supervisor::unblock_all()?;
+    super::unblock_all()?;
+    // The relay only loops from here: give back what start-up left resident, once it has run
+    // a while (a short-lived server exits first and pays nothing for it).
+    let mut release_at = Some(std::time::Instant::now() + super::RELEASE_AFTER);
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();
     loop {
@@ -142,7 +117,12 @@ fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u
         if let Some(r) = &relay {
             fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
         }
-        let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
+        let timeout = release_at.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let _ = nix::poll::poll(&mut fds, super::poll_timeout(timeout));
+        if release_at.is_some_and(|t| t <= std::time::Instant::now()) {
+            release_at = None;
+            crate::sys::release_startup_memory();
+        }
         let relay_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| {
             r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
         });

@@ -5,6 +5,13 @@
 //! a signal that arrives earlier stays pending and is delivered when the loop unblocks it. One
 //! thread, one poll on the self-pipe: no busy loop, and `fork` for a restart stays safe.
 //! docs/SUPERVISION.md has the design.
+//!
+//! The folder: `pidns` (PID 1 of its own PID namespace, the outer relay), `ready` (the loopback
+//! HTTP readiness probe), `notify` (sd_notify).
+
+pub mod notify;
+pub mod pidns;
+pub mod ready;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -22,10 +29,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::identity::Mode;
-use crate::notify::Notifier;
 use crate::plan::Plan;
 use crate::profile::{RestartMode, SignalTarget};
-use crate::ready::HttpGet;
+use notify::Notifier;
+use ready::HttpGet;
+
+/// How long a server must have run before the supervisor gives back its start-up pages: a
+/// short-lived one (a launch) exits first and pays nothing for it.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// Signals that start a graceful stop (and its grace period).
 const STOP_SIGNALS: &[i32] = &[nix::libc::SIGTERM, nix::libc::SIGINT, nix::libc::SIGQUIT];
@@ -243,6 +254,8 @@ pub struct Supervisor<'a> {
     stop: Option<Stop>,
     /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
     stop_after_exit: Option<i32>,
+    /// When to give back the start-up pages (`sys::release_startup_memory`), once.
+    release_at: Option<Instant>,
     orphans_reaped: u64,
     /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.
     kill_log: Option<crate::seccomp_policy::KillLog>,
@@ -291,9 +304,9 @@ fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
 fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let mut notifier = Notifier::from_env();
     if plan.pid_namespace {
-        match crate::pidns::enter(plan, notifier)? {
-            crate::pidns::Entered::Outer(code) => return Ok(code),
-            crate::pidns::Entered::Inner(n) | crate::pidns::Entered::Skipped(n) => notifier = n,
+        match pidns::enter(plan, notifier)? {
+            pidns::Entered::Outer(code) => return Ok(code),
+            pidns::Entered::Inner(n) | pidns::Entered::Skipped(n) => notifier = n,
         }
     }
     let pid1 = nix::unistd::getpid().as_raw() == 1;
@@ -320,6 +333,7 @@ fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         stop_after_exit: None,
         orphans_reaped: 0,
         kill_log,
+        release_at: Some(Instant::now() + RELEASE_AFTER),
     };
     // Our handlers exist now: let pending and future signals in.
     unblock_all()?;
@@ -505,6 +519,10 @@ impl Supervisor<'_> {
             }
             self.tick_probe(inst);
             self.tick_stop(inst);
+            if self.release_at.is_some_and(|t| t <= Instant::now()) {
+                self.release_at = None;
+                crate::sys::release_startup_memory();
+            }
             let timeout = self
                 .next_wakeup(inst)
                 .map(|t| t.saturating_duration_since(Instant::now()));
@@ -529,7 +547,10 @@ impl Supervisor<'_> {
             ),
             None => (None, None),
         };
-        [probe, forward, kill].into_iter().flatten().min()
+        [probe, forward, kill, self.release_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Probe while not ready, unless a stop is under way that does not wait for readiness.
@@ -568,7 +589,7 @@ impl Supervisor<'_> {
         let result = p.get.probe(budget);
         let attempt = p.attempts;
         match result {
-            Ok(code) if crate::ready::passes(code) => {
+            Ok(code) if ready::passes(code) => {
                 info!(url = %p.get, status = code, attempt, "readiness probe passed: server ready");
                 inst.probe = None;
                 inst.ready = true;
