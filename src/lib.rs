@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bpf;
+pub mod bpf_interp;
 pub mod capabilities;
 pub mod cli;
 pub mod confine;

@@ -33,7 +33,7 @@ pub fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub version: Spanned<u32>,
@@ -59,7 +59,7 @@ pub struct Profile {
 }
 
 /// A private mount namespace for the server (needs root; see `when_unprivileged`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountsSection {
     /// A fresh tmpfs per server instance (nosuid, nodev, noexec): what the server leaves there
@@ -79,7 +79,7 @@ pub struct MountsSection {
     pub when_unprivileged: WhenUnprivileged,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TmpfsMount {
     pub path: Spanned<String>,
@@ -104,7 +104,7 @@ pub enum ServerKind {
     Triton,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     #[serde(default)]
@@ -114,7 +114,7 @@ pub struct ServerSection {
 }
 
 /// A user or group given by name or by number.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum NameOrId {
     Id(u32),
@@ -130,7 +130,7 @@ impl std::fmt::Display for NameOrId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
     pub user: Spanned<NameOrId>,
@@ -141,7 +141,7 @@ pub struct IdentitySection {
     pub groups: Vec<Spanned<NameOrId>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilitiesSection {
     /// Capabilities the server keeps (ambient); none by default.
@@ -150,14 +150,14 @@ pub struct CapabilitiesSection {
 }
 
 /// A path, or `{ path = "...", optional = true }` for one that may be absent on some hosts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum PathValue {
     Plain(String),
     Detailed(DetailedPath),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetailedPath {
     pub path: String,
@@ -181,7 +181,7 @@ impl PathValue {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockSection {
     /// Read files and list directories.
@@ -207,7 +207,7 @@ pub struct LandlockSection {
     pub best_effort: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeccompSection {
     /// Action for syscalls not allowed: `errno:ENOSYS`, `errno:EPERM`, `kill_process`, `log`.
@@ -222,7 +222,7 @@ pub struct SeccompSection {
     pub allow_if: Vec<ArgRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgRule {
     pub syscall: Spanned<String>,
@@ -250,7 +250,7 @@ pub enum LimitWord {
 }
 
 /// Resource limits applied to the server (soft = hard).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RlimitsSection {
     #[serde(rename = "as")]
@@ -265,7 +265,7 @@ pub struct RlimitsSection {
     pub stack: Option<Limit>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvSection {
     /// Variables copied from stockade's environment when present.
@@ -512,6 +512,12 @@ pub fn parse(name: &str, origin: &str, src: &str) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// Canonical TOML for a parsed profile (`toml` renders every value; spans are dropped). Parsing
+/// the render gives a profile that renders the same: fuzz/ checks it on arbitrary input.
+pub fn render(profile: &Profile) -> std::result::Result<String, String> {
+    toml::to_string(profile).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +541,15 @@ mod tests {
                 .join("\n")
         };
         assert_eq!(body("triton"), body("triton-explicit"));
+    }
+
+    #[test]
+    fn every_builtin_renders_to_a_fixed_point() {
+        for (name, src) in BUILTIN {
+            let first = render(&parse(name, "a", src).unwrap().profile).unwrap();
+            let again = render(&parse(name, "b", &first).unwrap().profile).unwrap();
+            assert_eq!(first, again, "{name}");
+        }
     }
 
     #[test]

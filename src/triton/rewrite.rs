@@ -472,7 +472,12 @@ fn code_dirs(
         ("repoagent-directory", &cd.repoagent_directory, false),
         ("cache-directory", &cd.cache_directory, cache_on),
     ] {
-        let operator = single(values, id).map(str::to_string);
+        // Naming the profile's own directory (as written, or as stockade emits it) restates the
+        // default: the canonical argv must read back the same even when that directory is absent.
+        let emitted = fs::canonicalize(default).unwrap_or_else(|_| default.clone());
+        let operator = single(values, id)
+            .filter(|raw| Path::new(raw) != default.as_path() && Path::new(raw) != emitted)
+            .map(str::to_string);
         let path = match &operator {
             Some(raw) => {
                 let canon = resolve_path(raw).map_err(|r| r.for_flag(id, ""))?;

@@ -361,6 +361,13 @@ fn code_dirs_pinned_or_inside_allowed_roots() {
     // Operator choice inside an allowed root is accepted.
     fx.run(&[&format!("--backend-directory={}", fx.p("install/backends"))])
         .expect("inside root");
+    // The canonical argv reads back: restating the absent repoagent default is that default
+    // (found by fuzz/ target triton_argv).
+    let again = fx.run(&[&format!(
+        "--repoagent-directory={}",
+        fx.p("install/repoagents")
+    )]);
+    assert_eq!(again.expect("restated default").args, rw.args);
     // Outside: refused.
     let e = err(fx.run(&[&format!("--backend-dir={}", fx.p("repo"))]));
     assert_eq!(e.flag, "backend-directory");
