@@ -128,8 +128,11 @@ pub fn rewrite(
             );
         }
         Some(false) if !values.contains_key("disable-auto-complete-config") => {
+            // Kept: 2.51 has no other spelling of "auto-complete on", and without it the final
+            // argv, read again, would get the default --disable-auto-complete-config back.
+            values.insert("strict-model-config", vec!["false".into()]);
             notes.push(
-                "--strict-model-config=false: the default --disable-auto-complete-config is left out".into(),
+                "--strict-model-config=false: kept, and the default --disable-auto-complete-config is left out".into(),
             );
         }
         _ => {}
