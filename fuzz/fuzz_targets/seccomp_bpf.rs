@@ -3,7 +3,7 @@
 //! A random policy (actions per syscall number, a default, argument-checked alternatives) is
 //! compiled; the program must pass the kernel's load-time checks (`bpf_interp::validate`) and, run
 //! through `bpf_interp::run` for every syscall number that can behave differently (each policy
-//! entry and the number after it (between two entries every number behaves alike), 0..=64, random
+//! entry and the number after it (between two entries every number behaves alike), 0..=16, random
 //! numbers, the x32 and 32-bit boundaries), under the native and foreign
 //! architectures, with random arguments and arguments built to satisfy each alternative, return
 //! exactly what `reference` (below: a lookup in the policy, no BPF) says.
@@ -100,7 +100,7 @@ fn decode(data: &[u8]) -> Policy {
         conditions.push(alts);
     }
     let mut actions = BTreeMap::new();
-    while !b.done() && actions.len() < 512 {
+    while !b.done() && actions.len() < 128 {
         let nr = match b.u8() {
             0xff => b.u32(),
             0xfe => X32_BIT - 1 - u32::from(b.u16()),
@@ -169,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
         panic!("the kernel would refuse the program: {e}");
     }
 
-    let mut nrs: Vec<u32> = (0..=64).collect();
+    let mut nrs: Vec<u32> = (0..=16).collect();
     nrs.extend([seed.u16().into(), seed.u32() % X32_BIT, seed.u32()]);
     // Segments start at an entry or right after one: these numbers cover every segment.
     for &nr in p.actions.keys() {
