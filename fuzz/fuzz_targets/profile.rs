@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
                 !msg.chars().any(char::is_control),
                 "error is not one clean line: {msg:?}"
             );
-            assert!(msg.starts_with("fuzz.toml:"), "error without location: {msg:?}");
+            assert!(
+                msg.starts_with("fuzz.toml:"),
+                "error without location: {msg:?}"
+            );
         }
         Ok(loaded) => {
             let first = profile::render(&loaded.profile)

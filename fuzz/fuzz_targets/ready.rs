@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(status) = ready::status_of(rest) {
             let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
             let line = String::from_utf8_lossy(line);
-            assert!(line.trim_start().starts_with("HTTP/"), "{line:?} gave {status}");
+            assert!(
+                line.trim_start().starts_with("HTTP/"),
+                "{line:?} gave {status}"
+            );
         }
         return;
     }

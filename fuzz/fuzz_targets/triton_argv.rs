@@ -126,7 +126,9 @@ fuzz_target!(|data: &[u8]| {
 
     // A denied flag in any spelling is refused (when the argv tokenizes at all).
     if let Ok(tokens) = grammar::tokenize(&args)
-        && let Some(t) = tokens.iter().find(|t| policy.denied.contains_key(t.spec.id))
+        && let Some(t) = tokens
+            .iter()
+            .find(|t| policy.denied.contains_key(t.spec.id))
     {
         assert!(
             result.is_err(),
@@ -141,14 +143,18 @@ fuzz_target!(|data: &[u8]| {
 
     // Canonical form: every token is --<id>[=v], reads back as itself, and is not denied.
     let out: Vec<OsString> = rw.args.iter().map(OsString::from).collect();
-    let tokens = grammar::tokenize(&out).unwrap_or_else(|e| panic!("canonical argv does not tokenize: {e}\n{:?}", rw.args));
+    let tokens = grammar::tokenize(&out)
+        .unwrap_or_else(|e| panic!("canonical argv does not tokenize: {e}\n{:?}", rw.args));
     assert_eq!(tokens.len(), rw.args.len(), "{:?}", rw.args);
     for (t, a) in tokens.iter().zip(&rw.args) {
         assert!(
             t.spelled == t.spec.id && t.spec.name == t.spec.id,
             "non-canonical spelling {a:?}"
         );
-        assert!(!policy.denied.contains_key(t.spec.id), "denied flag emitted: {a:?}");
+        assert!(
+            !policy.denied.contains_key(t.spec.id),
+            "denied flag emitted: {a:?}"
+        );
         let want = match (t.spec.kind, &t.value) {
             (Kind::NoArg, None) => format!("--{}", t.spec.id),
             (_, Some(v)) => format!("--{}={v}", t.spec.id),
@@ -164,7 +170,11 @@ fuzz_target!(|data: &[u8]| {
             let v = grammar::canonical(spec, &e.value.raw()).unwrap_or_else(|e| panic!("{e}"));
             format!("--{name}={v}")
         };
-        assert!(rw.args.contains(&v), "pinned {v} missing from {:?}", rw.args);
+        assert!(
+            rw.args.contains(&v),
+            "pinned {v} missing from {:?}",
+            rw.args
+        );
     }
 
     // Idempotence: the profile's own groups are added by every rewrite; drop them first.
@@ -173,7 +183,12 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .flat_map(|g| {
             g.protocols.iter().map(move |p| {
-                format!("--{}={}:{}={SECRET}", p.flag(), g.categories.join(","), g.header)
+                format!(
+                    "--{}={}:{}={SECRET}",
+                    p.flag(),
+                    g.categories.join(","),
+                    g.header
+                )
             })
         })
         .collect();
@@ -183,8 +198,13 @@ fuzz_target!(|data: &[u8]| {
         .filter(|a| !own.contains(a))
         .map(OsString::from)
         .collect();
-    let rw2 = rewrite(policy, &again)
-        .unwrap_or_else(|e| panic!("canonical argv refused: {e}\nfirst: {args:?}\nthen: {again:?}"));
+    let rw2 = rewrite(policy, &again).unwrap_or_else(|e| {
+        panic!("canonical argv refused: {e}\nfirst: {args:?}\nthen: {again:?}")
+    });
     assert_eq!(rw.args, rw2.args, "not idempotent; input {args:?}");
-    assert_eq!(decisions(&rw), decisions(&rw2), "decisions differ; input {args:?}");
+    assert_eq!(
+        decisions(&rw),
+        decisions(&rw2),
+        "decisions differ; input {args:?}"
+    );
 });
