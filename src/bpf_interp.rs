@@ -100,7 +100,9 @@ pub fn validate(prog: &[sock_filter]) -> Result<(), String> {
             }
             c if c & 0x07 == ALU => {
                 let (op, src) = (c & 0xf0, c & X);
-                if c & !0xf8 != ALU || !matches!(op, ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | XOR) {
+                if c & !0xf8 != ALU
+                    || !matches!(op, ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | XOR)
+                {
                     return bad("unknown ALU operation");
                 }
                 if src == K && op == DIV && i.k == 0 {
@@ -275,7 +277,10 @@ mod tests {
         let p = Policy {
             actions,
             default: Action::Errno(38),
-            conditions: vec![vec![vec![Check::Equals { arg: 2, value: 1 << 40 }]]],
+            conditions: vec![vec![vec![Check::Equals {
+                arg: 2,
+                value: 1 << 40,
+            }]]],
             arch,
         };
         let prog = bpf::program(&p).unwrap();

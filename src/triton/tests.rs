@@ -781,7 +781,12 @@ fn error_display_is_one_line() {
     assert!(!Path::new("/").join("x").as_os_str().is_empty());
     // Control characters in the operator's argv are escaped (fuzz/ target triton_argv found
     // `-\nh` printed over two lines; ESC would reach the terminal).
-    for argv in [&["-\nh"][..], &["x\u{1b}[2J"], &["--log-file\r=/x"], &["--http-port=8\n0"]] {
+    for argv in [
+        &["-\nh"][..],
+        &["x\u{1b}[2J"],
+        &["--log-file\r=/x"],
+        &["--http-port=8\n0"],
+    ] {
         let e = err(Fx::new().run(argv)).to_string();
         assert!(!e.chars().any(char::is_control), "{e:?}");
     }
