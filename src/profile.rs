@@ -553,6 +553,18 @@ mod tests {
     }
 
     #[test]
+    fn refusals_escape_control_characters() {
+        // fuzz/ target profile: a refused value was quoted raw, control characters included.
+        let src = "version = 1\n[supervise.ready]\nhttp_get = \"ht\\tp://127.0.0.1/\\u001b[2J\"\n";
+        let err = parse("t", "t.toml", src).unwrap_err().to_string();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(
+            err.starts_with("t.toml:3:12: 'ht\\tp://127.0.0.1/\\u{1b}[2J'"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn location_counts_lines_and_columns_from_one() {
         let l = location("f", "ab\ncd\nef", 4);
         assert_eq!((l.line, l.col), (2, 2));
