@@ -43,6 +43,11 @@ cargo clippy --all-targets --locked -- -D warnings
 say "packaging: static musl binary, .deb, manifests, systemd unit"
 ./.ci/package.sh
 
+say "fuzz smoke: every fuzz/ target for a few seconds (nightly + cargo-fuzz, docs/FUZZING.md)"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+./scripts/fuzz.sh "${STOCKADE_FUZZ_SECS:-15}"
+
 say "tests (unit, kernel confinement, bad input, supervision, terminal, egress, containers, real Triton, MLServer and BentoML end to end)"
 # `cargo test` also builds the examples: the probe the confinement tests run confined.
 # tests/container.rs puts target/x86_64-unknown-linux-musl/release/stockade (package.sh built it

@@ -168,7 +168,15 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) => write!(f, "usage: {m}"),
-            Error::Profile { at, msg } => write!(f, "{at}: {msg}"),
+            // The message may quote the profile's text: keep it one line, no terminal controls
+            // (found by fuzz/ target profile).
+            Error::Profile { at, msg } => {
+                write!(f, "{at}: ")?;
+                msg.chars().try_for_each(|c| match c.is_control() {
+                    true => write!(f, "{}", c.escape_default()),
+                    false => write!(f, "{c}"),
+                })
+            }
             Error::ProfileNotFound { name, known } => write!(
                 f,
                 "profile '{name}': no such built-in profile and no such file (built-in: {})",

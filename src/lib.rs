@@ -8,6 +8,7 @@
 pub mod ability;
 pub mod app;
 pub mod bpf;
+pub mod bpf_interp;
 pub mod capabilities;
 pub mod cli;
 pub mod confine;

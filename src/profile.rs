@@ -35,7 +35,7 @@ pub fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub version: Spanned<u32>,
@@ -65,7 +65,7 @@ pub struct Profile {
 }
 
 /// A private mount namespace for the server (needs CAP_SYS_ADMIN; see `when_unprivileged`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountsSection {
     /// A fresh tmpfs per server instance (nosuid, nodev, noexec): what the server leaves there
@@ -114,7 +114,7 @@ impl Default for MountsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TmpfsMount {
     pub path: Spanned<String>,
@@ -132,7 +132,7 @@ pub enum WhenUnprivileged {
 /// `server.kind`: defined by the registry of server kinds (`src/servers/mod.rs`).
 pub use crate::servers::ServerKind;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     #[serde(default)]
@@ -142,7 +142,7 @@ pub struct ServerSection {
 }
 
 /// A user or group given by name or by number.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum NameOrId {
     Id(u32),
@@ -158,7 +158,7 @@ impl std::fmt::Display for NameOrId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
     pub user: Spanned<NameOrId>,
@@ -169,7 +169,7 @@ pub struct IdentitySection {
     pub groups: Vec<Spanned<NameOrId>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilitiesSection {
     /// Capabilities the server keeps (ambient); none by default.
@@ -178,14 +178,14 @@ pub struct CapabilitiesSection {
 }
 
 /// A path, or `{ path = "...", optional = true }` for one that may be absent on some hosts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum PathValue {
     Plain(String),
     Detailed(DetailedPath),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetailedPath {
     pub path: String,
@@ -209,7 +209,7 @@ impl PathValue {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockSection {
     /// Read files and list directories.
@@ -250,7 +250,7 @@ pub struct LandlockSection {
     pub require: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeccompSection {
     /// Action for syscalls not allowed: `errno:ENOSYS`, `errno:EPERM`, `kill_process`, `log`.
@@ -276,7 +276,7 @@ pub struct SeccompSection {
     pub allow_netlink_route: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeccompRule {
     pub syscall: Spanned<String>,
@@ -288,7 +288,7 @@ pub struct SeccompRule {
 }
 
 /// `(arg & mask) == value` for one of `eq`/`any_of`, or `bits_clear`/`bits_set`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgCondition {
     pub arg: Spanned<u8>,
@@ -307,7 +307,7 @@ pub struct ArgCondition {
     pub bits_set: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgRule {
     pub syscall: Spanned<String>,
@@ -335,7 +335,7 @@ pub enum LimitWord {
 }
 
 /// Resource limits applied to the server (soft = hard).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RlimitsSection {
     #[serde(rename = "as")]
@@ -350,7 +350,7 @@ pub struct RlimitsSection {
     pub stack: Option<Limit>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvSection {
     /// Variables copied from stockade's environment when present.
@@ -614,6 +614,12 @@ pub fn parse(name: &str, origin: &str, src: &str) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// Canonical TOML for a parsed profile (`toml` renders every value; spans are dropped). Parsing
+/// the render gives a profile that renders the same: fuzz/ checks it on arbitrary input.
+pub fn render(profile: &Profile) -> std::result::Result<String, String> {
+    toml::to_string(profile).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,6 +643,27 @@ mod tests {
                 .join("\n")
         };
         assert_eq!(body("triton"), body("triton-explicit"));
+    }
+
+    #[test]
+    fn every_builtin_renders_to_a_fixed_point() {
+        for (name, src) in BUILTIN {
+            let first = render(&parse(name, "a", src).unwrap().profile).unwrap();
+            let again = render(&parse(name, "b", &first).unwrap().profile).unwrap();
+            assert_eq!(first, again, "{name}");
+        }
+    }
+
+    #[test]
+    fn refusals_escape_control_characters() {
+        // fuzz/ target profile: a refused value was quoted raw, control characters included.
+        let src = "version = 1\n[supervise.ready]\nhttp_get = \"ht\\tp://127.0.0.1/\\u001b[2J\"\n";
+        let err = parse("t", "t.toml", src).unwrap_err().to_string();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(
+            err.starts_with("t.toml:3:12: 'ht\\tp://127.0.0.1/\\u{1b}[2J'"),
+            "{err}"
+        );
     }
 
     #[test]

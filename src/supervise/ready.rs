@@ -128,7 +128,7 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
 }
 
 /// The status code of an `HTTP/1.x NNN ...` status line.
-fn status_of(answer: &[u8]) -> Result<u16, String> {
+pub fn status_of(answer: &[u8]) -> Result<u16, String> {
     let line = answer.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();

@@ -27,7 +27,7 @@ use crate::servers::{Kind, Prepared, Request};
 mod tests;
 
 /// The profile's `[bentoml]` section (all keys optional).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Addresses `--host` may name; the first is emitted when the argv gives none.

@@ -24,7 +24,7 @@ mod tests;
 use config::{Found, Inputs, Refusal, Source, refuse};
 
 /// The profile's `[mlserver]` section (all keys optional).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Addresses MLServer's `host` may name (it binds HTTP, gRPC and metrics on it).

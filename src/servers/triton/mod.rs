@@ -115,10 +115,20 @@ impl RewriteError {
 
 impl fmt::Display for RewriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Flags and reasons quote the operator's argv: escape control characters so a refusal
+        // stays one line and cannot drive the terminal (found by fuzz/ target triton_argv).
+        let line = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c.is_control() {
+                    true => c.escape_default().to_string(),
+                    false => c.to_string(),
+                })
+                .collect()
+        };
         if self.flag.is_empty() {
-            write!(f, "tritonserver argv: {}", self.reason)
+            write!(f, "tritonserver argv: {}", line(&self.reason))
         } else {
-            write!(f, "--{}: {}", self.flag, self.reason)
+            write!(f, "--{}: {}", line(&self.flag), line(&self.reason))
         }
     }
 }

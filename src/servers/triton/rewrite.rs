@@ -128,8 +128,11 @@ pub fn rewrite(
             );
         }
         Some(false) if !values.contains_key("disable-auto-complete-config") => {
+            // Kept: 2.51 has no other spelling of "auto-complete on", and without it the final
+            // argv, read again, would get the default --disable-auto-complete-config back.
+            values.insert("strict-model-config", vec!["false".into()]);
             notes.push(
-                "--strict-model-config=false: the default --disable-auto-complete-config is left out".into(),
+                "--strict-model-config=false: kept, and the default --disable-auto-complete-config is left out".into(),
             );
         }
         _ => {}
@@ -500,7 +503,12 @@ fn code_dirs(
         ("repoagent-directory", &cd.repoagent_directory, false),
         ("cache-directory", &cd.cache_directory, cache_on),
     ] {
-        let operator = single(values, id).map(str::to_string);
+        // Naming the profile's own directory (as written, or as stockade emits it) restates the
+        // default: the canonical argv must read back the same even when that directory is absent.
+        let emitted = fs::canonicalize(default).unwrap_or_else(|_| default.clone());
+        let operator = single(values, id)
+            .filter(|raw| Path::new(raw) != default.as_path() && Path::new(raw) != emitted)
+            .map(str::to_string);
         let path = match &operator {
             Some(raw) => {
                 let canon = resolve_path(raw).map_err(|r| r.for_flag(id, ""))?;

@@ -361,6 +361,13 @@ fn code_dirs_pinned_or_inside_allowed_roots() {
     // Operator choice inside an allowed root is accepted.
     fx.run(&[&format!("--backend-directory={}", fx.p("install/backends"))])
         .expect("inside root");
+    // The canonical argv reads back: restating the absent repoagent default is that default
+    // (found by fuzz/ target triton_argv).
+    let again = fx.run(&[&format!(
+        "--repoagent-directory={}",
+        fx.p("install/repoagents")
+    )]);
+    assert_eq!(again.expect("restated default").args, rw.args);
     // Outside: refused.
     let e = err(fx.run(&[&format!("--backend-dir={}", fx.p("repo"))]));
     assert_eq!(e.flag, "backend-directory");
@@ -700,10 +707,17 @@ fn tls_trace_cache_log_and_translation() {
     );
 
     let rw = fx.run(&["--strict-model-config=false"]).expect("translate");
-    assert!(
-        !has(&rw, "--disable-auto-complete-config")
-            && !rw.args.iter().any(|a| a.contains("strict-model"))
-    );
+    assert!(!has(&rw, "--disable-auto-complete-config"));
+    // The opt-out stays in the final argv, so the argv read again decides the same (found by
+    // fuzz/ target triton_argv: it used to come back with --disable-auto-complete-config).
+    assert!(has(&rw, "--strict-model-config=false"));
+    let again: Vec<&str> = rw
+        .args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.contains("x-stockade-admin=") && !a.starts_with("--model-repository="))
+        .collect();
+    assert_eq!(fx.run(&again).expect("canonical argv").args, rw.args);
     let rw = fx.run(&["--strict-model-config=true"]).expect("translate");
     assert!(has(&rw, "--disable-auto-complete-config"));
 }
@@ -765,4 +779,15 @@ fn error_display_is_one_line() {
     );
     let _: &dyn std::error::Error = &e;
     assert!(!Path::new("/").join("x").as_os_str().is_empty());
+    // Control characters in the operator's argv are escaped (fuzz/ target triton_argv found
+    // `-\nh` printed over two lines; ESC would reach the terminal).
+    for argv in [
+        &["-\nh"][..],
+        &["x\u{1b}[2J"],
+        &["--log-file\r=/x"],
+        &["--http-port=8\n0"],
+    ] {
+        let e = err(Fx::new().run(argv)).to_string();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
 }
