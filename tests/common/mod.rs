@@ -2,6 +2,8 @@
 //! and a profile, bounded process runs, and /proc readers. Everything observes the real kernel.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod procs;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
