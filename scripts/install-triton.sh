@@ -19,55 +19,13 @@ PKGS=(nvidia-pytriton numpy "tritonclient[grpc,http]")
 log() { printf '[install-triton] %s\n' "$*" >&2; }
 die() { printf '[install-triton] ERROR: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "must run as root"
-case "$DIR" in /*) ;; *) die "DIR must be absolute: $DIR" ;; esac
-
-umask 022
 t0=$(date +%s)
-
-# --- 1. Debian prerequisites (python3.11 + venv module + libpython for the stub) -----------
+# shellcheck source=scripts/lib/venv.sh
+. "$(dirname "$0")/lib/venv.sh"
 need_apt=()
-[ -x "$PY" ] || need_apt+=(python3.11)
-"$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv python3.11-venv)
 [ -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ] || need_apt+=(libpython3.11)
 command -v bash >/dev/null || need_apt+=(bash)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    log "apt-get install ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 || {
-        apt-get update >/dev/null
-        apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null
-    }
-fi
-"$PY" -c 'import venv, ensurepip' || die "python3.11 venv module unusable"
-
-# --- 2. every ancestor of DIR must be traversable by uid 65534 -----------------------------
-p=$(dirname "$DIR")
-while [ "$p" != / ]; do
-    if [ -e "$p" ]; then
-        perm=$(stat -L -c '%a' "$p")
-        if [ $(( 8#$perm & 8#001 )) -eq 0 ]; then
-            die "$p (mode $perm) is not world-traversable; uid 65534 could not reach $DIR"
-        fi
-    fi
-    p=$(dirname "$p")
-done
-mkdir -p "$DIR"
-chown root:root "$DIR"
-chmod 0755 "$DIR"
-
-VENV="$DIR/venv"
-VPY="$VENV/bin/python"
-
-# --- 3. venv (rebuilt if it exists but is not a Debian-python venv) ------------------------
-if [ -e "$VENV/pyvenv.cfg" ] && ! grep -qx 'home = /usr/bin' "$VENV/pyvenv.cfg"; then
-    log "removing $VENV: not built from $PY ($(grep '^home' "$VENV/pyvenv.cfg"))"
-    rm -rf "$VENV"
-fi
-if [ ! -x "$VPY" ]; then
-    log "creating venv $VENV from $PY"
-    "$PY" -m venv "$VENV"
-fi
+prepare_venv   # Debian python, world-traversable DIR, $VENV and $VPY
 
 # --- 4. python packages --------------------------------------------------------------------
 have_pkgs() {
