@@ -26,6 +26,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::procs::listening;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -357,44 +360,6 @@ fn proc_is_private(s: &Server) -> bool {
 
 fn ppid(pid: i32) -> i32 {
     proc_status(pid)["PPid"].parse().unwrap()
-}
-
-/// Listening TCP sockets (addr:port) of `pid`, from its fds and its netns's /proc/net/tcp{,6}.
-fn listening(pid: i32) -> BTreeSet<String> {
-    let inodes: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| fs::read_link(e.path()).ok())
-                .filter_map(|l| {
-                    let l = l.display().to_string();
-                    l.strip_prefix("socket:[")
-                        .map(|s| s.trim_end_matches(']').to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out = BTreeSet::new();
-    for (file, v6) in [("tcp", false), ("tcp6", true)] {
-        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[3] != "0A" || !inodes.contains(f[9]) {
-                continue;
-            }
-            let (addr, port) = f[1].split_once(':').unwrap();
-            let port = u16::from_str_radix(port, 16).unwrap();
-            let addr = if v6 {
-                format!("[{addr}]")
-            } else {
-                let n = u32::from_str_radix(addr, 16).unwrap();
-                std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
-            };
-            out.insert(format!("{addr}:{port}"));
-        }
-    }
-    out
 }
 
 /// HTTP status of `GET path` on 127.0.0.1:port, None on transport error.
