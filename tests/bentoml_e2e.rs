@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::free_port;
 use common::procs::{alive, cmdline, descendants, exe, http_req, listening, proc_status};
 
 const STOCKADE: &str = env!("CARGO_BIN_EXE_stockade");
@@ -55,14 +56,6 @@ fn bento() -> Bento {
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A world-traversable service root holding the fixture service in `svc/`, and the built-in

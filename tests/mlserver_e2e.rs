@@ -22,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::free_port;
 use common::procs::{alive, cmdline, descendants, exe, http_req, listening, proc_status};
 
 const STOCKADE: &str = env!("CARGO_BIN_EXE_stockade");
@@ -52,14 +53,6 @@ fn ml() -> Ml {
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A world-traversable directory (uid 65534 must reach the repository).
