@@ -23,6 +23,8 @@ pub enum Action {
     KillProcess,
     Errno(u32),
     Log,
+    /// Stop for the tracer (`stockade learn`), with this value in the event message.
+    Trace(u16),
     /// Decided by the rules in `Policy::conditions[i]`.
     Conditional(usize),
 }
@@ -155,6 +157,7 @@ const CHECKS_PER_STRETCH: usize = 40;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_LOG: u32 = 0x7ffc_0000;
+pub const RET_TRACE: u32 = 0x7ff0_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
@@ -178,8 +181,40 @@ pub fn ret_value(a: Action) -> Result<u32, String> {
         Action::Errno(e) if e <= 4095 => Ok(RET_ERRNO | e),
         Action::Errno(e) => Err(format!("errno {e} is out of range")),
         Action::Log => Ok(RET_LOG),
+        Action::Trace(d) => Ok(RET_TRACE | u32::from(d)),
         Action::Conditional(i) => Err(format!("conditional action {i} has no return value")),
     }
+}
+
+/// The learning filter: every syscall of every architecture stops for the tracer, except
+/// `execve` (the launcher's own, whose stop would come before the exec report it waits for;
+/// every exec is still seen as PTRACE_EVENT_EXEC).
+pub fn learn_program(arch: u32, execve: u32) -> Vec<sock_filter> {
+    vec![
+        stmt(LD_W_ABS, OFFSET_ARCH),
+        jump(JMP_JEQ_K, arch, 0, 2),
+        stmt(LD_W_ABS, OFFSET_NR),
+        jump(JMP_JEQ_K, execve, 1, 0),
+        stmt(RET_K, RET_TRACE),
+        stmt(RET_K, RET_ALLOW),
+    ]
+}
+
+/// `prog` with one call let through ahead of it: `write` to `fd`, the launcher's report of a
+/// failed exec. Under the learner a stop there would wait for a tracer that is itself waiting
+/// for the report. The fd is close-on-exec, so the server never holds it.
+pub fn with_report_write(arch: u32, write: u32, fd: u32, prog: &[sock_filter]) -> Vec<sock_filter> {
+    let mut out = vec![
+        stmt(LD_W_ABS, OFFSET_ARCH),
+        jump(JMP_JEQ_K, arch, 0, 5),
+        stmt(LD_W_ABS, OFFSET_NR),
+        jump(JMP_JEQ_K, write, 0, 3),
+        stmt(LD_W_ABS, OFFSET_ARGS),
+        jump(JMP_JEQ_K, fd, 0, 1),
+        stmt(RET_K, RET_ALLOW),
+    ];
+    out.extend_from_slice(prog);
+    out
 }
 
 /// Build the program. Fails if a rule is malformed, a jump cannot be encoded, or the program

@@ -164,6 +164,39 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
     //     parent's, which would collect each child's rules), the rules for the fresh tmpfs and
     //     /proc (new inodes, only here after step 5), audit logging after exec where the kernel
     //     has it; fail closed unless the kernel enforced what the plan promised.
+    //     `stockade learn` records without it: Landlock has no permissive mode.
+    if plan.learn != Some(crate::plan::LearnMode::Record) {
+        landlock(plan)?;
+    }
+
+    // LISTEN_PID, which only the child knows, formatted on the stack before the filter (under
+    // `stockade learn` every call after it stops for the tracer).
+    let mut buf = [0u8; 32];
+    let pid = nix::unistd::getpid().as_raw();
+
+    // 15. seccomp last: from here on only the filter's syscalls exist, and it stays for the
+    //     server.
+    crate::seccomp_policy::install(&plan.seccomp).map_err(|e| (Step::Seccomp, e))?;
+
+    // 16. exec, by absolute path, with the planned environment only (plus LISTEN_PID; the
+    //     launcher is single-threaded, so the one Vec of pointers here is as safe as the ones
+    //     nix's execve allocates).
+    let e = if plan.env.listen_fds > 0 {
+        let listen_pid = listen_pid_entry(&mut buf, pid);
+        let env: Vec<&CStr> = plan
+            .c_env
+            .iter()
+            .map(CString::as_c_str)
+            .chain([listen_pid])
+            .collect();
+        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &env).err()
+    } else {
+        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err()
+    };
+    Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
+}
+
+fn landlock(plan: &mut Plan) -> StepResult {
     if plan.landlock.held.is_empty() && !plan.landlock.rules.is_empty() {
         return Err((Step::Landlock, Errno::EINVAL));
     }
@@ -179,28 +212,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
     if !status.no_new_privs || !crate::landlock_policy::status_acceptable(&plan.landlock, &status) {
         return Err((Step::Landlock, Errno::EOPNOTSUPP));
     }
-
-    // 15. seccomp last: from here on only the filter's syscalls exist, and it stays for the
-    //     server.
-    crate::seccomp_policy::install(&plan.seccomp).map_err(|e| (Step::Seccomp, e))?;
-
-    // 16. exec, by absolute path, with the planned environment only (plus LISTEN_PID, which
-    //     only the child knows: formatted on the stack; the launcher is single-threaded, so the
-    //     one Vec of pointers here is as safe as the ones nix's execve allocates).
-    let mut buf = [0u8; 32];
-    let e = if plan.env.listen_fds > 0 {
-        let listen_pid = listen_pid_entry(&mut buf, nix::unistd::getpid().as_raw());
-        let env: Vec<&CStr> = plan
-            .c_env
-            .iter()
-            .map(CString::as_c_str)
-            .chain([listen_pid])
-            .collect();
-        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &env).err()
-    } else {
-        nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err()
-    };
-    Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
+    Ok(())
 }
 
 /// `LISTEN_PID=<pid>` in `buf`, without allocating.

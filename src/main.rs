@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         Some(&SigSet::all()),
         Some(&mut original),
     );
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "learn") {
+        return learn(args, original);
+    }
     let cli = match stockade::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -44,6 +48,34 @@ fn main() -> ExitCode {
     };
     init_logging();
     match stockade::app::run(&cli, original) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            say(&format!("stockade: {e}"));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `stockade learn …`: its own command line (src/learn).
+fn learn(mut args: Vec<std::ffi::OsString>, original: SigSet) -> ExitCode {
+    args.remove(1);
+    let cli = match stockade::learn::LearnCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            say(&format!(
+                "stockade: usage: {} (see stockade learn --help)",
+                one_line(&e.to_string())
+            ));
+            return ExitCode::from(stockade::error::code::USAGE);
+        }
+    };
+    init_logging();
+    match stockade::learn::run(&cli, original) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             say(&format!("stockade: {e}"));

@@ -78,6 +78,18 @@ pub struct Plan {
     pub c_exe: CString,
     pub c_argv: Redacted<Vec<CString>>,
     pub c_env: Vec<CString>,
+    /// Set by `stockade learn`: the server runs traced (and in Record, without Landlock).
+    pub learn: Option<LearnMode>,
+}
+
+/// How `stockade learn` runs the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnMode {
+    /// Every syscall stops for the recorder; Landlock is not applied (it has no permissive
+    /// mode, and a denial would hide what comes after it).
+    Record,
+    /// The profile enforced; the tracer sees refused calls and path operations.
+    Replay,
 }
 
 fn cstring(bytes: &[u8], what: &str) -> Result<CString> {
@@ -377,6 +389,7 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
         c_exe,
         c_argv: Redacted(c_argv),
         c_env,
+        learn: None,
     })
 }
 

@@ -767,6 +767,11 @@ fn condition(loaded: &Loaded, c: &ArgCondition) -> Result<Vec<Check>> {
 }
 
 /// AUDIT_ARCH_* of the build target: any other architecture (i386 via `int 0x80`) is killed.
+/// AUDIT_ARCH_* of the architecture stockade was built for.
+pub fn native_audit_arch() -> u32 {
+    audit_arch()
+}
+
 fn audit_arch() -> u32 {
     #[cfg(target_arch = "aarch64")]
     {
@@ -816,8 +821,55 @@ fn compose(fixed: Fixed, profile: Vec<Rule>, otherwise: Action) -> Rules {
     }
 }
 
+/// What the compiled program is for (`stockade learn` builds the two others).
+#[derive(Debug, Clone, Default)]
+pub enum FilterMode {
+    /// The profile's program, as installed by a normal start.
+    #[default]
+    Enforce,
+    /// The profile's decisions with the default answer replaced by `errno:LEARN_MARKER`, run in
+    /// user space by the learner to tell "not listed" from "refused by a rule".
+    Marker,
+    /// Replay: calls the default would refuse, and allowed calls in `watch`, stop for the tracer
+    /// (`TRACE_DEFAULT`, `TRACE_WATCH`); everything else is answered by the kernel as in Enforce.
+    Verify { watch: BTreeSet<u32> },
+}
+
+/// The errno the Marker program answers for a call that only the default action refuses.
+pub const LEARN_MARKER: u32 = 4095;
+pub const TRACE_DEFAULT: u16 = 1;
+pub const TRACE_WATCH: u16 = 2;
+
+/// The learning filter (`bpf::learn_program`).
+pub fn learn_program() -> Result<BpfProgram> {
+    Ok(crate::bpf::learn_program(audit_arch(), known("execve")?))
+}
+
+/// `program` letting the child's exec report through to `report_fd` (`bpf::with_report_write`).
+pub fn with_report_write(program: &BpfProgram, report_fd: u32) -> Result<BpfProgram> {
+    Ok(crate::bpf::with_report_write(
+        audit_arch(),
+        known("write")?,
+        report_fd,
+        program,
+    ))
+}
+
+/// The errno of an `errno:NAME` default action.
+pub fn default_errno(plan: &SeccompPlan) -> Option<u32> {
+    match &plan.default_action {
+        DefaultAction::Errno(e) => errno_value(e),
+        _ => None,
+    }
+}
+
 /// Compile the profile's seccomp section. Pure: nothing is installed here.
 pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
+    compile_for(loaded, s, &FilterMode::Enforce)
+}
+
+/// `compile` for one of the learner's purposes.
+pub fn compile_for(loaded: &Loaded, s: &SeccompSection, mode: &FilterMode) -> Result<SeccompPlan> {
     let default_action = parse_default(loaded, &s.default_action)?;
     let default = match &default_action {
         DefaultAction::Errno(e) => Action::Errno(errno_value(e).ok_or_else(|| {
@@ -825,6 +877,11 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
         })?),
         DefaultAction::KillProcess => Action::KillProcess,
         DefaultAction::Log => Action::Log,
+    };
+    let default = match (mode, default) {
+        (FilterMode::Marker, _) => Action::Errno(LEARN_MARKER),
+        (FilterMode::Verify { .. }, Action::Errno(_)) => Action::Trace(TRACE_DEFAULT),
+        (_, d) => d,
     };
     let mut allowed = expand(loaded, &s.allow)?;
     let conditional = arg_rules(loaded, &s.allow_if)?;
@@ -954,6 +1011,24 @@ pub fn compile(loaded: &Loaded, s: &SeccompSection) -> Result<SeccompPlan> {
     }
     for name in killed.keys() {
         actions.insert(known(name)?, Action::KillProcess);
+    }
+    if let FilterMode::Verify { watch } = mode {
+        let watched = |a: &mut Action| {
+            if *a == Action::Allow {
+                *a = Action::Trace(TRACE_WATCH);
+            }
+        };
+        for (nr, a) in actions.iter_mut().filter(|(nr, _)| watch.contains(nr)) {
+            if let Action::Conditional(i) = *a {
+                if let Some(r) = conditions.get_mut(i) {
+                    r.rules.iter_mut().for_each(|r| watched(&mut r.action));
+                    watched(&mut r.otherwise);
+                }
+            } else {
+                let _ = nr;
+                watched(a);
+            }
+        }
     }
     let program = crate::bpf::program(&crate::bpf::Policy {
         actions,

@@ -446,3 +446,74 @@ mod tests {
         assert!(!super::ignored_at_start(nix::libc::SIGPIPE));
     }
 }
+
+/// What `PTRACE_GET_SYSCALL_INFO` says about a stopped tracee (Linux 5.3). nix wraps it only on
+/// glibc; this is the same call for the static musl build too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyscallInfo {
+    /// PTRACE_SYSCALL_INFO_{NONE,ENTRY,EXIT,SECCOMP} = 0..=3.
+    pub op: u8,
+    pub arch: u32,
+    pub ip: u64,
+    pub nr: u64,
+    pub args: [u64; 6],
+    /// At a syscall-exit stop: the return value, and whether it is an error (-errno).
+    pub rval: i64,
+    pub is_error: bool,
+    /// At a seccomp stop: the SECCOMP_RET_DATA of the filter's answer.
+    pub ret_data: u32,
+}
+
+pub const SYSCALL_INFO_EXIT: u8 = 2;
+pub const SYSCALL_INFO_SECCOMP: u8 = 3;
+
+pub fn ptrace_syscall_info(pid: i32) -> nix::Result<SyscallInfo> {
+    const PTRACE_GET_SYSCALL_INFO: nix::libc::c_uint = 0x420e;
+    // struct ptrace_syscall_info: op u8, pad[3], arch u32, ip u64, sp u64, then the union
+    // (entry/seccomp: nr u64, args[6] u64, ret_data u32; exit: rval s64, is_error u8).
+    let mut buf = [0u64; 12];
+    // SAFETY: the kernel writes at most `size` bytes into `buf`, which is that large and
+    // 8-byte aligned; pid and request are plain integers.
+    let rc = unsafe {
+        nix::libc::ptrace(
+            PTRACE_GET_SYSCALL_INFO,
+            pid,
+            std::mem::size_of_val(&buf),
+            buf.as_mut_ptr(),
+        )
+    };
+    Errno::result(rc)?;
+    let op = (buf[0] & 0xff) as u8;
+    let mut info = SyscallInfo {
+        op,
+        arch: (buf[0] >> 32) as u32,
+        ip: buf[1],
+        ..SyscallInfo::default()
+    };
+    if op == SYSCALL_INFO_EXIT {
+        info.rval = buf[3] as i64;
+        info.is_error = buf[4] & 0xff != 0;
+    } else {
+        info.nr = buf[3];
+        info.args.copy_from_slice(&buf[4..10]);
+        info.ret_data = (buf[10] & 0xffff_ffff) as u32;
+    }
+    Ok(info)
+}
+
+/// A duplicate of another process's fd (pidfd_open + pidfd_getfd, Linux 5.6), to ask a tracee's
+/// socket its type. Needs the same permission as ptrace attach.
+pub fn fd_of_process(pid: i32, fd: i32) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags, no pointer.
+    let pidfd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = Errno::result(pidfd)? as i32;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_getfd takes two fds and flags, no pointer.
+    let got = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let got = Errno::result(got)? as i32;
+    // SAFETY: as above, a new fd owned by no one else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(got) })
+}

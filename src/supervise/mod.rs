@@ -61,6 +61,13 @@ pub fn forwarded() -> Vec<i32> {
 /// The parent reduces its own capabilities right after the fork: the child already holds its
 /// copy, so the supervisor is down to `supervisor_keeps` before the server can exec.
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
+    spawn_with(plan, original_mask, false)
+}
+
+/// `spawn`, optionally under ptrace (`stockade learn`): the parent seizes the child before it
+/// takes its first step, so every process and thread the server makes is traced from its
+/// first syscall, and the child waits on a gate until then.
+pub fn spawn_with(plan: &mut Plan, original_mask: &SigSet, traced: bool) -> Result<Pid> {
     let threads = crate::sys::thread_count().map_err(|e| Error::os("/proc/self/task", e))?;
     if threads != 1 {
         return Err(Error::Internal(format!(
@@ -74,6 +81,20 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     let min = first_internal_fd(plan);
     let r = crate::sys::fd_at_least(r, min).map_err(|e| Error::os("report pipe", e))?;
     let w = crate::sys::fd_at_least(w, min).map_err(|e| Error::os("report pipe", e))?;
+    let gate = if traced {
+        let (gr, gw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::os("trace gate pipe", e))?;
+        let gr = crate::sys::fd_at_least(gr, min).map_err(|e| Error::os("trace gate", e))?;
+        let gw = crate::sys::fd_at_least(gw, min).map_err(|e| Error::os("trace gate", e))?;
+        // The report is written after the filter is in place (a failed exec): that one write
+        // must not stop for a tracer that is itself waiting for the report.
+        use std::os::fd::AsRawFd;
+        let fd = u32::try_from(w.as_raw_fd()).unwrap_or(0);
+        plan.seccomp.program = crate::seccomp_policy::with_report_write(&plan.seccomp.program, fd)?;
+        Some((gr, gw))
+    } else {
+        None
+    };
     // Block everything across fork so no handler of ours runs in the child.
     let mut during = SigSet::empty();
     nix::sys::signal::sigprocmask(
@@ -87,10 +108,36 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     match forked {
         nix::unistd::ForkResult::Child => {
             drop(r);
+            if let Some((gr, gw)) = gate {
+                drop(gw);
+                // Wait until the parent has seized us; EOF without the byte means it failed.
+                let mut b = [0u8; 1];
+                if !matches!(nix::unistd::read(&gr, &mut b), Ok(1)) {
+                    crate::sys::exit_now(71);
+                }
+            }
             crate::confine::enter(plan, w, parent, original_mask)
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(w);
+            if let Some((gr, gw)) = gate {
+                drop(gr);
+                use nix::sys::ptrace::Options;
+                let opts = Options::PTRACE_O_TRACESYSGOOD
+                    | Options::PTRACE_O_TRACESECCOMP
+                    | Options::PTRACE_O_TRACECLONE
+                    | Options::PTRACE_O_TRACEFORK
+                    | Options::PTRACE_O_TRACEVFORK
+                    | Options::PTRACE_O_TRACEEXEC
+                    | Options::PTRACE_O_EXITKILL;
+                let seized = nix::sys::ptrace::seize(child, opts)
+                    .and_then(|()| nix::unistd::write(&gw, &[1u8]).map(drop));
+                if let Err(e) = seized {
+                    let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
+                    return Err(Error::os("ptrace seize of the server", e));
+                }
+            }
             if let Err(e) = drop_own_capabilities(&supervisor_keeps(plan)) {
                 let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
                 let _ = nix::sys::wait::waitpid(child, None);
@@ -100,11 +147,17 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
             match crate::report::receive(r) {
                 Ok(None) => Ok(child),
                 Ok(Some((step, errno))) => {
-                    let _ = nix::sys::wait::waitpid(child, None);
+                    if traced {
+                        let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
+                    }
+                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
                     Err(Error::Confine { step, errno })
                 }
                 Err(e) => {
-                    let _ = nix::sys::wait::waitpid(child, None);
+                    if traced {
+                        let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
+                    }
+                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
                     Err(Error::os("reading the child's report", e))
                 }
             }
@@ -829,6 +882,10 @@ fn child_needs(plan: &Plan) -> Vec<Capability> {
 /// plus what the child needs if a restart may fork another one.
 pub fn supervisor_keeps(plan: &Plan) -> CapsHashSet {
     let mut keep: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
+    if plan.learn.is_some() {
+        // The learner reads the traced server's /proc/<pid>/fd links and socket fds.
+        keep.insert(Capability::CAP_SYS_PTRACE);
+    }
     if plan.supervise.restart.mode == RestartMode::OnFailure {
         keep.extend(child_needs(plan));
     }

@@ -1,0 +1,453 @@
+//! `stockade learn`: run a server once through the normal pipeline (identity, capabilities,
+//! environment, mounts, supervisor) but record instead of deny, write a profile in stockade's
+//! own format, and replay it enforced to list what it still denies.
+//!
+//! Mechanism: ptrace with a seccomp filter that sends every syscall to the tracer
+//! (SECCOMP_RET_TRACE). It sees calls before the kernel acts (so the base's refusals are seen
+//! and kept, not hidden), follows threads, forks and execs from the first syscall, reads the
+//! results (only what succeeded is granted), and needs no privilege beyond tracing one's own
+//! child: a rootless learner records the same things. Landlock is not applied while learning
+//! (it has no permissive mode); the mounts other than the fresh root are.
+//!
+//! Module map: `record` (what was seen), `trace` (the ptrace loop), `emit` (record → profile).
+
+pub mod emit;
+pub mod record;
+pub mod trace;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::unistd::Pid;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::plan::LearnMode;
+use crate::profile::{PidNamespace, RestartMode, SignalTarget};
+
+/// Record what a server needs and write a profile for it (`stockade learn`).
+#[derive(Debug, Parser)]
+#[command(name = "stockade learn", version)]
+#[command(
+    override_usage = "stockade learn --profile <BASE> --output <OUT.toml> [--client <CMD>] [--verify] -- <SERVER> [ARGS]...\n       stockade learn --replay <PROFILE> [--client <CMD>] -- <SERVER> [ARGS]..."
+)]
+pub struct LearnCli {
+    /// The base profile (built-in name or path): its identity, environment, mounts and
+    /// refusals are kept; what it does not mention is learned.
+    #[arg(short, long, value_name = "NAME|PATH", required_unless_present = "replay")]
+    pub profile: Option<String>,
+
+    /// Where to write the learned profile.
+    #[arg(short, long, value_name = "OUT.toml", required_unless_present = "replay")]
+    pub output: Option<PathBuf>,
+
+    /// A command (run with `sh -c`, unconfined, as the caller) that exercises the server once
+    /// it is ready; when it exits the server is stopped and the profile written. Without it,
+    /// stop the server (or stockade) with a signal when done.
+    #[arg(long, value_name = "CMD")]
+    pub client: Option<String>,
+
+    /// After writing, replay the learned profile enforced (with the same client) and report
+    /// every denial; exit 79 if there is one.
+    #[arg(long, conflicts_with = "replay")]
+    pub verify: bool,
+
+    /// Replay this profile enforced and report every denial, without learning.
+    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["profile", "output"])]
+    pub replay: Option<String>,
+
+    /// Stop the server after this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub max_secs: u64,
+
+    /// The server command line, after `--`.
+    #[arg(last = true, value_name = "SERVER")]
+    pub command: Vec<OsString>,
+}
+
+/// Exit code: the replay saw denials.
+pub const DENIED: u8 = 79;
+
+pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(Error::Usage(
+            "stockade learn is implemented for x86_64 only".into(),
+        ));
+    }
+    if let Some(replay) = &cli.replay {
+        let outcome = run_once(replay, cli, original_mask, LearnMode::Replay)?;
+        return Ok(report_denials(&outcome.denials, replay));
+    }
+    let (Some(base), Some(output)) = (&cli.profile, &cli.output) else {
+        return Err(Error::Usage("--profile and --output are required".into()));
+    };
+    let dir = output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::Missing {
+            what: "--output's directory".into(),
+            path: dir.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    if cli.verify {
+        // The recording run drops this process's capabilities once the server runs; the replay
+        // needs them again, so the recording happens in a child of ours.
+        let code = match crate::sys::fork().map_err(|e| Error::os("fork", e))? {
+            nix::unistd::ForkResult::Child => {
+                let code = record(cli, base, output, original_mask).unwrap_or_else(|e| {
+                    eprintln!("stockade: {e}");
+                    e.exit_code()
+                });
+                crate::sys::exit_now(i32::from(code))
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+                    _ => i32::from(crate::error::code::SOFTWARE),
+                }
+            }
+        };
+        if code != 0 {
+            return Ok(u8::try_from(code).unwrap_or(crate::error::code::SOFTWARE));
+        }
+        let spec = output.display().to_string();
+        let replay = run_once(&spec, cli, original_mask, LearnMode::Replay)?;
+        return Ok(report_denials(&replay.denials, &spec));
+    }
+    record(cli, base, output, original_mask)
+}
+
+fn record(
+    cli: &LearnCli,
+    base: &str,
+    output: &std::path::Path,
+    original_mask: SigSet,
+) -> Result<u8> {
+    let outcome = run_once(base, cli, original_mask, LearnMode::Record)?;
+    let rec = &outcome.tracer.rec;
+    for (p, u) in &rec.paths {
+        tracing::debug!(path = %p.display(), ?u, "recorded");
+    }
+    let base_loaded = crate::profile::load(base)?;
+    let meta = emit::Meta {
+        base: base_loaded.origin.clone(),
+        command: outcome.display_argv.clone(),
+        kernel: crate::sys::kernel_release(),
+        landlock_abi: crate::sys::landlock_abi(),
+        libc: libc_name(),
+        seconds: outcome.seconds,
+        server_status: outcome.status.clone(),
+    };
+    let emitted = emit::profile(rec, &base_loaded, &outcome.plan, &meta)?;
+    write_atomically(output, &emitted.text)?;
+    let allowed = rec.native_syscalls().count();
+    eprintln!(
+        "stockade learn: wrote {} ({} syscalls seen, {} paths, {} stops); server {}",
+        output.display(),
+        allowed,
+        rec.paths.len(),
+        rec.stops,
+        outcome.status
+    );
+    for l in &emitted.report {
+        eprintln!("stockade learn: {l}");
+    }
+    if let Some(c) = outcome.client_status {
+        if c != 0 {
+            warn!(code = c, "the client command failed: the profile may miss what it did not reach");
+        }
+    }
+    Ok(0)
+}
+
+fn report_denials(denials: &std::collections::BTreeMap<trace::Denial, u64>, spec: &str) -> u8 {
+    if denials.is_empty() {
+        eprintln!("stockade learn: replay of {spec}: no denial");
+        return 0;
+    }
+    for (d, n) in denials {
+        eprintln!(
+            "stockade learn: replay of {spec}: denied {} ({}) ×{n}",
+            d.what,
+            nix::errno::Errno::from_raw(d.errno).desc()
+        );
+    }
+    DENIED
+}
+
+struct Outcome {
+    tracer: trace::Tracer,
+    denials: std::collections::BTreeMap<trace::Denial, u64>,
+    plan: crate::plan::Plan,
+    display_argv: Vec<String>,
+    seconds: f64,
+    status: String,
+    client_status: Option<i32>,
+}
+
+fn run_once(
+    spec: &str,
+    cli: &LearnCli,
+    original_mask: SigSet,
+    mode: LearnMode,
+) -> Result<Outcome> {
+    let mut loaded = crate::profile::load(spec)?;
+    // The tracer must be the server's parent: no PID namespace relay, one run, no restart.
+    loaded.profile.supervise.pid_namespace = PidNamespace::Never;
+    loaded.profile.supervise.restart.mode = RestartMode::Never;
+    if mode == LearnMode::Record {
+        // A fresh root shows only the listed paths: what is not listed yet could not be seen.
+        loaded.profile.mounts.fresh_root = false;
+    }
+    let mut plan = crate::plan::build(&loaded, &cli.command, false)?;
+    plan.learn = Some(mode);
+    let marker = crate::seccomp_policy::compile_for(
+        &loaded,
+        &loaded.profile.seccomp,
+        &crate::seccomp_policy::FilterMode::Marker,
+    )?;
+    if mode == LearnMode::Record {
+        plan.seccomp.program = crate::seccomp_policy::learn_program()?;
+    }
+    if mode == LearnMode::Replay {
+        let watch = watched();
+        let verify = crate::seccomp_policy::compile_for(
+            &loaded,
+            &loaded.profile.seccomp,
+            &crate::seccomp_policy::FilterMode::Verify { watch },
+        )?;
+        plan.seccomp.program = verify.program;
+    }
+    for w in &plan.warnings {
+        warn!("{w}");
+    }
+    let conditional = loaded
+        .profile
+        .seccomp
+        .allow_if
+        .iter()
+        .map(|r| r.syscall.get_ref())
+        .chain(loaded.profile.seccomp.rules.iter().map(|r| r.syscall.get_ref()))
+        .filter_map(|n| crate::seccomp_policy::syscall_number(n))
+        .map(|n| n as u64)
+        .collect();
+    let default_errno = crate::seccomp_policy::default_errno(&plan.seccomp)
+        .map_or(nix::libc::ENOSYS, |e| e as i32);
+
+    let started = Instant::now();
+    let server = crate::supervise::spawn_with(&mut plan, &original_mask, true)?;
+    info!(pid = server.as_raw(), ?mode, "server started under the learner");
+    let mut tracer = trace::Tracer::new(
+        if mode == LearnMode::Record {
+            trace::Mode::Record
+        } else {
+            trace::Mode::Replay
+        },
+        marker.program,
+        conditional,
+        default_errno,
+        server,
+    );
+    let gone = Arc::new(AtomicBool::new(false));
+    let driver = Driver {
+        server,
+        group: plan.supervise.signal_target == SignalTarget::Group,
+        probe: plan.supervise.ready.as_ref().map(|r| {
+            (
+                r.http_get.get_ref().clone(),
+                Duration::from_millis(r.interval_ms.max(10)),
+                Duration::from_secs(r.timeout_secs),
+            )
+        }),
+        client: cli.client.clone(),
+        grace: Duration::from_secs(plan.supervise.stop_grace_secs),
+        max: (cli.max_secs > 0).then(|| Duration::from_secs(cli.max_secs)),
+        gone: gone.clone(),
+        live: tracer.live.clone(),
+    };
+    let handle = std::thread::Builder::new()
+        .name("learn-driver".into())
+        .spawn(move || driver.run())
+        .map_err(|e| Error::os("learn driver thread", e))?;
+    tracer.run();
+    gone.store(true, Ordering::SeqCst);
+    let client_status = handle.join().unwrap_or(None);
+    let status = match tracer.server_status {
+        Some(nix::sys::wait::WaitStatus::Exited(_, c)) => format!("exited {c}"),
+        Some(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("killed by {s:?}"),
+        _ => "status unknown".into(),
+    };
+    let denials = std::mem::take(&mut tracer.denials);
+    Ok(Outcome {
+        display_argv: plan.display_argv.clone(),
+        tracer,
+        denials,
+        plan,
+        seconds: started.elapsed().as_secs_f64(),
+        status,
+        client_status,
+    })
+}
+
+/// The syscalls a replay follows to their exit: the ones Landlock and the mounts decide.
+fn watched() -> std::collections::BTreeSet<u32> {
+    [
+        "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat", "unlink",
+        "unlinkat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
+        "symlinkat", "truncate", "bind", "connect", "execveat", "ioctl", "stat", "lstat",
+        "newfstatat", "statx", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
+        "chdir",
+    ]
+    .iter()
+    .filter_map(|n| crate::seccomp_policy::syscall_number(n))
+    .filter_map(|n| u32::try_from(n).ok())
+    .collect()
+}
+
+/// Signals, readiness, the client command and the stop: everything with a clock, in its own
+/// thread, so the tracer only ever waits for stops.
+struct Driver {
+    server: Pid,
+    group: bool,
+    probe: Option<(crate::supervise::ready::HttpGet, Duration, Duration)>,
+    client: Option<String>,
+    grace: Duration,
+    max: Option<Duration>,
+    gone: Arc<AtomicBool>,
+    live: Arc<Mutex<std::collections::BTreeSet<i32>>>,
+}
+
+impl Driver {
+    fn run(self) -> Option<i32> {
+        let stops = [
+            nix::libc::SIGINT,
+            nix::libc::SIGTERM,
+            nix::libc::SIGHUP,
+            nix::libc::SIGQUIT,
+        ];
+        let mut signals = signal_hook::iterator::Signals::new(stops).ok();
+        let mut unblock = SigSet::empty();
+        for s in stops {
+            if let Ok(sig) = nix::sys::signal::Signal::try_from(s) {
+                unblock.add(sig);
+            }
+        }
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&unblock), None);
+        let start = Instant::now();
+        let mut ready = self.probe.is_none();
+        let mut next_probe = start;
+        let mut client: Option<std::process::Child> = None;
+        let mut client_status = None;
+        let mut stop_at: Option<Instant> = None;
+        let mut killed = false;
+        // Bounded: every branch below ends the loop once the server is gone; a server that
+        // never goes is killed at the stop's grace, and its leftovers two seconds later.
+        while !self.gone.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = Instant::now();
+            if let Some(s) = signals.as_mut() {
+                for sig in s.pending() {
+                    info!(sig, "stop signal: stopping the server");
+                    self.signal(sig);
+                    stop_at.get_or_insert(now);
+                }
+            }
+            if !ready && now >= next_probe {
+                if let Some((get, interval, timeout)) = &self.probe {
+                    ready = get.probe(Duration::from_secs(1)).is_ok_and(crate::supervise::ready::passes);
+                    next_probe = now + *interval;
+                    if !ready && now.duration_since(start) > *timeout && stop_at.is_none() {
+                        warn!("the server did not become ready: stopping it");
+                        self.signal(nix::libc::SIGTERM);
+                        stop_at = Some(now);
+                    }
+                }
+            }
+            if ready && client.is_none() && client_status.is_none() && stop_at.is_none() {
+                if let Some(cmd) = &self.client {
+                    info!(cmd, "server ready: running the client");
+                    match std::process::Command::new("/bin/sh").arg("-c").arg(cmd).spawn() {
+                        Ok(c) => client = Some(c),
+                        Err(e) => {
+                            warn!(%e, "could not run the client");
+                            client_status = Some(127);
+                        }
+                    }
+                }
+            }
+            if let Some(c) = client.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    client_status = Some(st.code().unwrap_or(128));
+                    client = None;
+                    info!(status = ?client_status, "client done: stopping the server");
+                    if stop_at.is_none() {
+                        self.signal(nix::libc::SIGTERM);
+                        stop_at = Some(now);
+                    }
+                }
+            }
+            if self
+                .max
+                .is_some_and(|m| now.duration_since(start) >= m && stop_at.is_none())
+            {
+                info!("--max-secs reached: stopping the server");
+                self.signal(nix::libc::SIGTERM);
+                stop_at = Some(now);
+            }
+            if let Some(t) = stop_at {
+                if !killed && now.duration_since(t) >= self.grace {
+                    warn!("the server outlived its stop grace: SIGKILL");
+                    self.signal(nix::libc::SIGKILL);
+                    killed = true;
+                }
+                if now.duration_since(t) >= self.grace + Duration::from_secs(2) {
+                    // Leftovers outside the group (a daemon that left it): every task we trace.
+                    let tasks: Vec<i32> = self.live.lock().map(|l| l.iter().copied().collect()).unwrap_or_default();
+                    for t in tasks {
+                        let _ = crate::sys::kill_raw(t, nix::libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        if let Some(mut c) = client {
+            let _ = c.kill();
+            client_status = c.wait().ok().and_then(|s| s.code());
+        }
+        client_status
+    }
+
+    fn signal(&self, sig: i32) {
+        let target = if self.group {
+            -self.server.as_raw()
+        } else {
+            self.server.as_raw()
+        };
+        let _ = crate::sys::kill_raw(target, sig);
+    }
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::os(format!("writing {}", path.display()), e))
+}
+
+fn libc_name() -> String {
+    if cfg!(target_env = "musl") {
+        "musl (static)".into()
+    } else {
+        let v = std::fs::read_link("/lib/x86_64-linux-gnu/libc.so.6")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "libc.so.6".into());
+        format!("glibc ({v})")
+    }
+}
