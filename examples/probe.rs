@@ -224,12 +224,80 @@ fn main() {
             // SAFETY: getppid ignores its argument registers.
             raw(unsafe { nix::libc::syscall(nr, a, b) })
         }
+        "learn-target" => learn_target(args.get(1).map(String::as_str)),
+        "helper" => {
+            // The exec'd helper's own syscall (sysinfo: nothing else in the probe makes it).
+            let mut si = std::mem::MaybeUninit::<nix::libc::sysinfo>::uninit();
+            // SAFETY: sysinfo writes one struct sysinfo into the pointer it is given.
+            raw(unsafe { nix::libc::syscall(nix::libc::SYS_sysinfo, si.as_mut_ptr()) })
+        }
         other => {
             eprintln!("probe: unknown op '{other}'");
             std::process::exit(2);
         }
     };
     report(r);
+}
+
+static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_term(_: nix::libc::c_int) {
+    TERM.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// For `stockade learn`: one distinctive syscall on each path a recorder can miss, then wait
+/// for SIGTERM (at most 30 s). A thread: getpriority. A forked child that does not exec:
+/// sched_getscheduler. An exec'd helper (`probe helper`): sysinfo. The SIGTERM path: times.
+/// With `kill` also a call every profile kills (acct), answered EPERM while learning.
+fn learn_target(extra: Option<&str>) -> Result<(), Errno> {
+    let handler = nix::sys::signal::SigHandler::Handler(on_term);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler) }?;
+    std::thread::spawn(|| {
+        // SAFETY: getpriority takes two integers.
+        unsafe { nix::libc::syscall(nix::libc::SYS_getpriority, 0, 0) };
+    })
+    .join()
+    .unwrap();
+    // SAFETY: the child only makes one raw syscall and _exits.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: sched_getscheduler takes a pid; _exit never returns.
+            unsafe {
+                nix::libc::syscall(nix::libc::SYS_sched_getscheduler, 0);
+                nix::libc::_exit(0)
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None)?;
+        }
+    }
+    let me = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(me)
+        .arg("helper")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    if extra == Some("kill") {
+        // SAFETY: acct with NULL turns accounting off; every profile kills it.
+        let rc = unsafe { nix::libc::syscall(nix::libc::SYS_acct, 0usize) };
+        println!(
+            "acct={}",
+            Errno::result(rc).map_or_else(|e| format!("{e:?}"), |_| "ok".into())
+        );
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    for _ in 0..3000 {
+        if TERM.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut t = std::mem::MaybeUninit::<nix::libc::tms>::uninit();
+            // SAFETY: times writes one struct tms.
+            unsafe { nix::libc::syscall(nix::libc::SYS_times, t.as_mut_ptr()) };
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(Errno::ETIMEDOUT)
 }
 
 /// Map `dst` with PROT_EXEC (after copying `src` there, if given): what the dynamic loader does

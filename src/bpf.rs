@@ -186,18 +186,9 @@ pub fn ret_value(a: Action) -> Result<u32, String> {
     }
 }
 
-/// The learning filter: every syscall of every architecture stops for the tracer, except
-/// `execve` (the launcher's own, whose stop would come before the exec report it waits for;
-/// every exec is still seen as PTRACE_EVENT_EXEC).
-pub fn learn_program(arch: u32, execve: u32) -> Vec<sock_filter> {
-    vec![
-        stmt(LD_W_ABS, OFFSET_ARCH),
-        jump(JMP_JEQ_K, arch, 0, 2),
-        stmt(LD_W_ABS, OFFSET_NR),
-        jump(JMP_JEQ_K, execve, 1, 0),
-        stmt(RET_K, RET_TRACE),
-        stmt(RET_K, RET_ALLOW),
-    ]
+/// The learning filter: every syscall of every architecture stops for the tracer.
+pub fn learn_program() -> Vec<sock_filter> {
+    vec![stmt(RET_K, RET_TRACE)]
 }
 
 /// `prog` with one call let through ahead of it: `write` to `fd`, the launcher's report of a

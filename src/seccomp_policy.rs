@@ -841,8 +841,8 @@ pub const TRACE_DEFAULT: u16 = 1;
 pub const TRACE_WATCH: u16 = 2;
 
 /// The learning filter (`bpf::learn_program`).
-pub fn learn_program() -> Result<BpfProgram> {
-    Ok(crate::bpf::learn_program(audit_arch(), known("execve")?))
+pub fn learn_program() -> BpfProgram {
+    crate::bpf::learn_program()
 }
 
 /// `program` letting the child's exec report through to `report_fd` (`bpf::with_report_write`).

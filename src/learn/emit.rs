@@ -18,8 +18,27 @@ const COLLAPSE_AT: usize = 4;
 
 /// Never generalised into, whatever the count: granting them would grant the system.
 const TOO_WIDE: &[&str] = &[
-    "/", "/usr", "/etc", "/opt", "/var", "/home", "/root", "/run", "/sys", "/dev", "/srv", "/mnt",
-    "/media", "/boot", "/lib", "/lib64", "/bin", "/sbin", "/usr/lib", "/usr/local", "/usr/share",
+    "/",
+    "/usr",
+    "/etc",
+    "/opt",
+    "/var",
+    "/home",
+    "/root",
+    "/run",
+    "/sys",
+    "/dev",
+    "/srv",
+    "/mnt",
+    "/media",
+    "/boot",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/share",
 ];
 
 /// Calls a server makes without the recorder ever seeing them: the vDSO answers the time calls
@@ -46,12 +65,17 @@ pub struct Meta {
     pub libc: String,
     pub seconds: f64,
     pub server_status: String,
+    /// Add what the base does not mention (else it is reported and left out).
+    pub widen: bool,
 }
 
 pub struct Emitted {
     pub text: String,
     /// One line each, for stderr: what was added, kept refused, dropped.
     pub report: Vec<String>,
+    /// Places the run used that the profile deliberately does not grant (a replay's denial
+    /// there is expected).
+    pub withheld: Vec<PathBuf>,
 }
 
 fn level(need: Need) -> Access3 {
@@ -65,6 +89,16 @@ fn level(need: Need) -> Access3 {
 /// Does a grant of `have` cover a need of `want`? Writable places are noexec by design.
 fn covers(have: Access3, want: Access3) -> bool {
     have == want || (want == Access3::ReadOnly && have != Access3::ConnectUnix)
+}
+
+/// One grant for two needs on the same place; none for write + execute (writable places are
+/// noexec by design).
+fn combine(a: Access3, b: Access3) -> Option<Access3> {
+    match (a, b) {
+        _ if a == b => Some(a),
+        (Access3::ReadOnly, x) | (x, Access3::ReadOnly) => Some(x),
+        _ => None,
+    }
 }
 
 fn depth(p: &Path) -> usize {
@@ -130,18 +164,25 @@ fn collapse(
         }
         let mut changed = false;
         for ((parent, a), children) in by_parent {
-            if children.len() >= COLLAPSE_AT && may(&parent, a) {
+            let joined = match grants.get(&parent) {
+                Some((b, _)) => combine(*b, a),
+                None => Some(a),
+            };
+            let Some(joined) = joined else { continue };
+            if children.len() >= COLLAPSE_AT && may(&parent, joined) {
                 let mut n = 0;
                 for c in children {
                     n += grants.remove(&c).map_or(0, |(_, k)| k);
                 }
-                let e = grants.entry(parent).or_insert((a, 0));
+                let e = grants.entry(parent).or_insert((joined, 0));
+                e.0 = joined;
                 e.1 += n;
                 changed = true;
             }
         }
         // Drop what an ancestor already grants.
-        let all: Vec<(PathBuf, Access3)> = grants.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+        let all: Vec<(PathBuf, Access3)> =
+            grants.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
         for (p, a) in &all {
             let covered = all
                 .iter()
@@ -176,7 +217,12 @@ struct BaseRule {
     used: u64,
 }
 
-pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Meta) -> Result<Emitted> {
+pub fn profile(
+    rec: &Record,
+    base: &Loaded,
+    plan: &crate::plan::Plan,
+    meta: &Meta,
+) -> Result<Emitted> {
     if rec.is_empty() {
         return Err(Error::Internal(
             "the learning run recorded no syscall at all: refusing to write an empty profile"
@@ -184,6 +230,7 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
         ));
     }
     let mut report = Vec::new();
+    let mut withheld: Vec<PathBuf> = Vec::new();
     let mut p = crate::profile::parse(&base.name, &base.origin, &base.source)?.profile;
 
     // --- paths ---
@@ -206,7 +253,10 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
         }
     }
     for r in &plan.landlock.rules {
-        if !base_rules.iter().any(|b| b.path == r.path && b.access == r.access) {
+        if !base_rules
+            .iter()
+            .any(|b| b.path == r.path && b.access == r.access)
+        {
             base_rules.push(BaseRule {
                 path: r.path.clone(),
                 access: r.access,
@@ -217,24 +267,35 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     }
     let mut wanted: BTreeMap<PathBuf, (Access3, u64)> = BTreeMap::new();
     for (path, u) in &rec.paths {
-        let Some(t) = target(path, u.need, u.dir) else { continue };
+        let Some(t) = target(path, u.need, u.dir) else {
+            continue;
+        };
         let mut a = level(u.need);
         if u.ioctl && path.starts_with("/dev") {
             a = Access3::ReadWrite; // ioctl_dev comes with read_write
         }
-        let e = wanted.entry(t).or_insert((a, 0));
-        e.1 += u.count;
-        if e.0 != a {
-            // read+exec and write on one place: writable places are noexec, so write wins and
-            // the exec is reported (the replay shows whether it mattered).
-            e.0 = if e.0 == Access3::ReadOnly {
-                a
-            } else if a == Access3::ReadOnly {
-                e.0
-            } else {
-                Access3::ReadWrite
-            };
+        let shared = ["/proc", "/tmp", "/dev/shm"]
+            .iter()
+            .any(|x| t == Path::new(x));
+        if a == Access3::ReadOnly && u.dir && u.need == Need::Read && too_wide(&t) && !shared {
+            // A directory listing of / or /usr would grant everything beneath it.
+            report.push(format!(
+                "not granted: listing {} ({} times) would grant everything beneath it",
+                t.display(),
+                u.count
+            ));
+            withheld.push(path.clone());
+            continue;
         }
+        let e = wanted.entry(t.clone()).or_insert((a, 0));
+        e.1 += u.count;
+        e.0 = combine(e.0, a).unwrap_or_else(|| {
+            report.push(format!(
+                "not granted: executing from {} (writable places are noexec)",
+                t.display()
+            ));
+            Access3::ReadWrite
+        });
     }
     // Each place the run used: inside a base grant that covers it, it is emitted as used (the
     // base's grant is the ceiling, the learned one is narrower); under a weaker base grant it
@@ -269,6 +330,7 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
                 within.insert(t, (a, n));
             }
         } else if let Some(i) = weaker {
+            withheld.push(t.clone());
             base_rules[i].used += n;
             report.push(format!(
                 "kept refused: {} needs {a:?} but the base grants {:?} on {}",
@@ -276,14 +338,23 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
                 base_rules[i].access,
                 base_rules[i].path.display()
             ));
-        } else {
+        } else if meta.widen {
             added.insert(t, (a, n));
+        } else {
+            withheld.push(t.clone());
+            report.push(format!(
+                "refused by the base (no rule of it covers the place): {} ({a:?}, {n} uses); \
+                 --widen adds it",
+                t.display()
+            ));
         }
     }
     // Generalise only where the base still covers the result (within), or where no base entry
     // below would be widened (added).
-    let base_view: Vec<(PathBuf, Access3)> =
-        base_rules.iter().map(|b| (b.path.clone(), b.access)).collect();
+    let base_view: Vec<(PathBuf, Access3)> = base_rules
+        .iter()
+        .map(|b| (b.path.clone(), b.access))
+        .collect();
     let within = collapse(within, |parent, a| {
         let canon = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
         base_view
@@ -302,7 +373,9 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     // stockade's own steps read /proc (capabilities are verified from /proc/self/status), and
     // /dev/null is where stdio goes under a service manager: kept as the base has them.
     for b in &base_rules {
-        let keep = ["/proc", "/dev/null"].iter().any(|k| b.path == Path::new(k));
+        let keep = ["/proc", "/dev/null"]
+            .iter()
+            .any(|k| b.path == Path::new(k));
         if let (true, Some(e)) = (keep, &b.entry) {
             match b.access {
                 Access3::ReadOnly => ro.push(e.clone()),
@@ -311,25 +384,46 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
             }
         }
         let how = match (&b.entry, b.used) {
-            (None, n) => format!("from the server's flags (not written: derived at every start), {n} uses"),
+            (None, n) => {
+                format!("from the server's flags (not written: derived at every start), {n} uses")
+            }
             (Some(_), 0) if keep => "base, kept for stockade's own steps".to_string(),
             (Some(_), 0) => "base, not used in this run".to_string(),
             (Some(_), n) => format!("base ceiling, {n} uses below it"),
         };
-        coverage.push(format!("#   {:<56} {:?}: {how}", b.path.display(), b.access));
+        coverage.push(format!(
+            "#   {:<56} {:?}: {how}",
+            b.path.display(),
+            b.access
+        ));
     }
     for (path, (a, n), beyond) in within
         .iter()
         .map(|(p, v)| (p, v, false))
         .chain(added.iter().map(|(p, v)| (p, v, true)))
     {
-        if ro.iter().chain(&rx).chain(&rw).any(|e| Path::new(value_path(e.get_ref()).0) == path) {
+        if ro
+            .iter()
+            .chain(&rx)
+            .chain(&rw)
+            .any(|e| Path::new(value_path(e.get_ref()).0) == path)
+        {
             continue;
         }
-        let origin = if beyond { "learned, BEYOND the base" } else { "learned" };
-        coverage.push(format!("#   {:<56} {a:?}: {origin}, {n} uses", path.display()));
+        let origin = if beyond {
+            "learned, BEYOND the base"
+        } else {
+            "learned"
+        };
+        coverage.push(format!(
+            "#   {:<56} {a:?}: {origin}, {n} uses",
+            path.display()
+        ));
         if beyond {
-            report.push(format!("added beyond the base: {} ({a:?}, {n} uses)", path.display()));
+            report.push(format!(
+                "added beyond the base: {} ({a:?}, {n} uses)",
+                path.display()
+            ));
         }
         let v = spanned(PathValue::Plain(path.display().to_string()));
         match a {
@@ -358,16 +452,43 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     };
     let kind_bind = kind_ports(&plan.landlock.bind_tcp, &p.landlock.bind_tcp);
     let kind_connect = kind_ports(&plan.landlock.connect_tcp, &p.landlock.connect_tcp);
-    let learned = |seen: &BTreeMap<u16, u64>, kind: &BTreeSet<u16>| -> Vec<Spanned<u16>> {
-        seen.keys()
-            .filter(|x| !kind.contains(x))
-            .map(|x| spanned(*x))
-            .collect()
+    let mut learned = |what: &str,
+                       seen: &BTreeMap<u16, u64>,
+                       kind: &BTreeSet<u16>,
+                       base: &[Spanned<u16>]|
+     -> Vec<Spanned<u16>> {
+        let mut out = Vec::new();
+        for (x, n) in seen.iter().filter(|(x, _)| !kind.contains(x)) {
+            if meta.widen || base.iter().any(|b| b.get_ref() == x) {
+                out.push(spanned(*x));
+            } else {
+                report.push(format!(
+                    "refused by the base: {what} port {x} ({n} times) is not in its list; \
+                     --widen adds it"
+                ));
+            }
+        }
+        out
     };
-    p.landlock.bind_tcp = learned(&rec.bind_tcp, &kind_bind);
-    p.landlock.connect_tcp = learned(&rec.connect_tcp, &kind_connect);
-    p.landlock.bind_udp = learned(&rec.bind_udp, &BTreeSet::new());
-    p.landlock.connect_udp = learned(&rec.connect_udp, &BTreeSet::new());
+    let none = BTreeSet::new();
+    let bind_tcp = learned("bind_tcp", &rec.bind_tcp, &kind_bind, &p.landlock.bind_tcp);
+    let connect_tcp = learned(
+        "connect_tcp",
+        &rec.connect_tcp,
+        &kind_connect,
+        &p.landlock.connect_tcp,
+    );
+    let bind_udp = learned("bind_udp", &rec.bind_udp, &none, &p.landlock.bind_udp);
+    let connect_udp = learned(
+        "connect_udp",
+        &rec.connect_udp,
+        &none,
+        &p.landlock.connect_udp,
+    );
+    p.landlock.bind_tcp = bind_tcp;
+    p.landlock.connect_tcp = connect_tcp;
+    p.landlock.bind_udp = bind_udp;
+    p.landlock.connect_udp = connect_udp;
     p.landlock.connect_unix = rec
         .connect_unix
         .keys()
@@ -377,7 +498,11 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
         report.push(format!(
             "outside the server: signal {sig} to {target} ({n} times); the base's signal scope \
              {} it",
-            if plan.landlock.scopes.is_empty() { "would allow" } else { "refuses" }
+            if plan.landlock.scopes.is_empty() {
+                "would allow"
+            } else {
+                "refuses"
+            }
         ));
     }
     for (name, n) in &rec.abstract_connect {
@@ -399,7 +524,12 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
         .chain(p.seccomp.rules.iter().map(|r| r.syscall.get_ref().clone()))
         .collect();
     let killed: BTreeSet<String> = p.seccomp.kill.iter().map(|k| k.get_ref().clone()).collect();
-    let never = ["clone3", "io_uring_setup", "io_uring_enter", "io_uring_register"];
+    let never = [
+        "clone3",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ];
     let mut allow: BTreeMap<String, u64> = BTreeMap::new();
     let mut unlisted = Vec::new();
     for (nr, u) in rec.native_syscalls() {
@@ -408,23 +538,34 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
             Some(Verdict::Allowed) | Some(Verdict::Unlisted) => {}
             _ => continue,
         }
-        if conditional.contains(&name) || killed.contains(&name) || never.contains(&name.as_str())
-        {
+        if conditional.contains(&name) || killed.contains(&name) || never.contains(&name.as_str()) {
             continue;
         }
         if u.verdict == Some(Verdict::Unlisted) {
-            unlisted.push(name.clone());
+            unlisted.push(format!("{name} ({})", u.count));
+            if !meta.widen {
+                continue;
+            }
         }
         allow.insert(name, u.count);
     }
     for name in UNSEEN_NEEDED {
-        allow.entry((*name).to_string()).or_insert(0);
+        if meta.widen || plan.seccomp.allowed.iter().any(|a| a == name) {
+            allow.entry((*name).to_string()).or_insert(0);
+        }
     }
     if !unlisted.is_empty() {
-        report.push(format!(
-            "added beyond the base's allow-list (its default refused them): {}",
-            unlisted.join(", ")
-        ));
+        report.push(if meta.widen {
+            format!(
+                "added beyond the base's allow-list (its default refused them): {}",
+                unlisted.join(", ")
+            )
+        } else {
+            format!(
+                "refused by the base (not in its allow-list; --widen adds them): {}",
+                unlisted.join(", ")
+            )
+        });
     }
     for (r, n) in &rec.refusals {
         report.push(format!(
@@ -448,9 +589,11 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
             }
         })
         .collect();
-    for nr_use in rec.syscalls.iter().filter(|((a, nr), _)| {
-        *a != rec.native_arch || *nr >= u64::from(crate::bpf::X32_BIT)
-    }) {
+    for nr_use in rec
+        .syscalls
+        .iter()
+        .filter(|((a, nr), _)| *a != rec.native_arch || *nr >= u64::from(crate::bpf::X32_BIT))
+    {
         let ((a, nr), u) = nr_use;
         sys_cov.push(format!(
             "#   {} syscall {} ({} calls): stockade kills every non-native call",
@@ -469,7 +612,9 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     let body = crate::profile::render(&p).map_err(Error::Internal)?;
     let mut arg_lines = Vec::new();
     for ((d, t, pr), n) in &rec.sockets {
-        arg_lines.push(format!("#   socket(domain {d}, type {t}, protocol {pr}): {n}"));
+        arg_lines.push(format!(
+            "#   socket(domain {d}, type {t}, protocol {pr}): {n}"
+        ));
     }
     for (f, n) in &rec.clone_flags {
         arg_lines.push(format!("#   clone(flags {f:#x}): {n}"));
@@ -500,11 +645,13 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
 
     let mut text = String::new();
     text.push_str("# Written by `stockade learn`. Review it before use; replay it with\n");
-    text.push_str("# `stockade learn --replay THIS.toml -- SERVER…` to list what it still denies.\n");
+    text.push_str(
+        "# `stockade learn --replay THIS.toml -- SERVER…` to list what it still denies.\n",
+    );
     text.push_str(&format!("# base profile:   {}\n", meta.base));
     text.push_str(&format!("# server:         {}\n", meta.command.join(" ")));
     text.push_str(&format!(
-        "# recorded on:    Linux {}, Landlock ABI {}, {}\n",
+        "# recorded on:    {}, Landlock ABI {}, {}\n",
         meta.kernel, meta.landlock_abi, meta.libc
     ));
     text.push_str(&format!(
@@ -514,7 +661,9 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
         rec.stops,
         meta.server_status
     ));
-    text.push_str("# The base's refusals are kept (a path it grants more weakly, its kill list, its\n");
+    text.push_str(
+        "# The base's refusals are kept (a path it grants more weakly, its kill list, its\n",
+    );
     text.push_str("# argument rules and scopes); only what it does not mention was added.\n");
     for l in &abi_notes {
         text.push_str(l);
@@ -526,7 +675,9 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     text.push('\n');
     for line in body.lines() {
         if line == "[landlock]" {
-            text.push_str("# Coverage: every path rule, where it came from, and how often it was used.\n");
+            text.push_str(
+                "# Coverage: every path rule, where it came from, and how often it was used.\n",
+            );
             for c in &coverage {
                 text.push_str(c);
                 text.push('\n');
@@ -551,5 +702,9 @@ pub fn profile(rec: &Record, base: &Loaded, plan: &crate::plan::Plan, meta: &Met
     }
     // The result must load like any profile.
     crate::profile::parse("learned", "learned profile", &text)?;
-    Ok(Emitted { text, report })
+    Ok(Emitted {
+        text,
+        report,
+        withheld,
+    })
 }

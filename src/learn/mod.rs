@@ -39,11 +39,21 @@ use crate::profile::{PidNamespace, RestartMode, SignalTarget};
 pub struct LearnCli {
     /// The base profile (built-in name or path): its identity, environment, mounts and
     /// refusals are kept; what it does not mention is learned.
-    #[arg(short, long, value_name = "NAME|PATH", required_unless_present = "replay")]
+    #[arg(
+        short,
+        long,
+        value_name = "NAME|PATH",
+        required_unless_present = "replay"
+    )]
     pub profile: Option<String>,
 
     /// Where to write the learned profile.
-    #[arg(short, long, value_name = "OUT.toml", required_unless_present = "replay")]
+    #[arg(
+        short,
+        long,
+        value_name = "OUT.toml",
+        required_unless_present = "replay"
+    )]
     pub output: Option<PathBuf>,
 
     /// A command (run with `sh -c`, unconfined, as the caller) that exercises the server once
@@ -61,6 +71,12 @@ pub struct LearnCli {
     #[arg(long, value_name = "PROFILE", conflicts_with_all = ["profile", "output"])]
     pub replay: Option<String>,
 
+    /// Also add what the base does not mention (a syscall only its default refuses, a path
+    /// outside its rules, a port it does not list), each reported. Without it the base is the
+    /// ceiling: learning only narrows it. The base's explicit refusals are never widened.
+    #[arg(long, conflicts_with = "replay")]
+    pub widen: bool,
+
     /// Stop the server after this many seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub max_secs: u64,
@@ -70,8 +86,11 @@ pub struct LearnCli {
     pub command: Vec<OsString>,
 }
 
-/// Exit code: the replay saw denials.
+/// Exit code: the replay saw denials (or its client failed where the learning run's did not).
 pub const DENIED: u8 = 79;
+/// Exit code: the client command failed; the profile was written but may miss what the client
+/// did not reach.
+pub const CLIENT_FAILED: u8 = 80;
 
 pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
     if !cfg!(target_arch = "x86_64") {
@@ -80,8 +99,8 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
         ));
     }
     if let Some(replay) = &cli.replay {
-        let outcome = run_once(replay, cli, original_mask, LearnMode::Replay)?;
-        return Ok(report_denials(&outcome.denials, replay));
+        let outcome = run_once(replay, cli, original_mask, LearnMode::Replay, None)?;
+        return Ok(report_denials(&outcome, replay));
     }
     let (Some(base), Some(output)) = (&cli.profile, &cli.output) else {
         return Err(Error::Usage("--profile and --output are required".into()));
@@ -99,39 +118,73 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
     }
     if cli.verify {
         // The recording run drops this process's capabilities once the server runs; the replay
-        // needs them again, so the recording happens in a child of ours.
-        let code = match crate::sys::fork().map_err(|e| Error::os("fork", e))? {
+        // needs them again, so the recording happens in a child of ours, which sends back what
+        // it saw used (to tell the learned profile's gaps from the base's refusals).
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe", e))?;
+        let (code, learned) = match crate::sys::fork().map_err(|e| Error::os("fork", e))? {
             nix::unistd::ForkResult::Child => {
-                let code = record(cli, base, output, original_mask).unwrap_or_else(|e| {
-                    eprintln!("stockade: {e}");
-                    e.exit_code()
-                });
+                drop(r);
+                let code = match record(cli, base, output, original_mask) {
+                    Ok((code, used)) => {
+                        use std::io::Write;
+                        let mut f = std::fs::File::from(w);
+                        for (p, need) in used {
+                            let _ = writeln!(f, "{} {}", need as u8, p.display());
+                        }
+                        code
+                    }
+                    Err(e) => {
+                        eprintln!("stockade: {e}");
+                        e.exit_code()
+                    }
+                };
                 crate::sys::exit_now(i32::from(code))
             }
             nix::unistd::ForkResult::Parent { child } => {
-                match nix::sys::wait::waitpid(child, None) {
+                drop(w);
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut text);
+                let code = match nix::sys::wait::waitpid(child, None) {
                     Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
                     _ => i32::from(crate::error::code::SOFTWARE),
-                }
+                };
+                (code, parse_used(&text))
             }
         };
         if code != 0 {
             return Ok(u8::try_from(code).unwrap_or(crate::error::code::SOFTWARE));
         }
         let spec = output.display().to_string();
-        let replay = run_once(&spec, cli, original_mask, LearnMode::Replay)?;
-        return Ok(report_denials(&replay.denials, &spec));
+        let replay = run_once(&spec, cli, original_mask, LearnMode::Replay, Some(learned))?;
+        return Ok(report_denials(&replay, &spec));
     }
-    record(cli, base, output, original_mask)
+    record(cli, base, output, original_mask).map(|(code, _)| code)
 }
 
+fn parse_used(text: &str) -> std::collections::BTreeMap<PathBuf, record::Need> {
+    text.lines()
+        .filter_map(|l| {
+            let (n, p) = l.split_once(' ')?;
+            let need = match n {
+                "0" => record::Need::Seen,
+                "1" => record::Need::Read,
+                "2" => record::Need::Exec,
+                _ => record::Need::Write,
+            };
+            Some((PathBuf::from(p), need))
+        })
+        .collect()
+}
+
+/// The learning run; returns the exit code and what it saw used.
 fn record(
     cli: &LearnCli,
     base: &str,
     output: &std::path::Path,
     original_mask: SigSet,
-) -> Result<u8> {
-    let outcome = run_once(base, cli, original_mask, LearnMode::Record)?;
+) -> Result<(u8, Vec<(PathBuf, record::Need)>)> {
+    let outcome = run_once(base, cli, original_mask, LearnMode::Record, None)?;
     let rec = &outcome.tracer.rec;
     for (p, u) in &rec.paths {
         tracing::debug!(path = %p.display(), ?u, "recorded");
@@ -145,6 +198,7 @@ fn record(
         libc: libc_name(),
         seconds: outcome.seconds,
         server_status: outcome.status.clone(),
+        widen: cli.widen,
     };
     let emitted = emit::profile(rec, &base_loaded, &outcome.plan, &meta)?;
     write_atomically(output, &emitted.text)?;
@@ -160,20 +214,48 @@ fn record(
     for l in &emitted.report {
         eprintln!("stockade learn: {l}");
     }
-    if let Some(c) = outcome.client_status {
-        if c != 0 {
-            warn!(code = c, "the client command failed: the profile may miss what it did not reach");
-        }
+    if let Some(c) = outcome.client_status.filter(|c| *c != 0) {
+        warn!(
+            code = c,
+            "the client command failed: the profile may miss what it did not reach"
+        );
     }
-    Ok(0)
+    // What the profile withholds on purpose (or the base refuses) is no gap of it.
+    let used = rec
+        .paths
+        .iter()
+        .filter(|(p, _)| !emitted.withheld.iter().any(|w| p.starts_with(w)))
+        .map(|(p, u)| (p.clone(), u.need))
+        .collect();
+    let code = match outcome.client_status {
+        Some(c) if c != 0 => CLIENT_FAILED,
+        _ => 0,
+    };
+    Ok((code, used))
 }
 
-fn report_denials(denials: &std::collections::BTreeMap<trace::Denial, u64>, spec: &str) -> u8 {
-    if denials.is_empty() {
-        eprintln!("stockade learn: replay of {spec}: no denial");
+fn report_denials(o: &Outcome, spec: &str) -> u8 {
+    for (d, n) in &o.expected {
+        eprintln!(
+            "stockade learn: replay of {spec}: refused as while learning: {} ({}) ×{n}",
+            d.what,
+            nix::errno::Errno::from_raw(d.errno).desc()
+        );
+    }
+    if let Some(c) = o.client_status.filter(|c| *c != 0) {
+        eprintln!("stockade learn: replay of {spec}: the client failed (exit {c})");
+        if o.denials.is_empty() {
+            return DENIED;
+        }
+    }
+    if o.denials.is_empty() {
+        eprintln!(
+            "stockade learn: replay of {spec}: no denial; server {}",
+            o.status
+        );
         return 0;
     }
-    for (d, n) in denials {
+    for (d, n) in &o.denials {
         eprintln!(
             "stockade learn: replay of {spec}: denied {} ({}) ×{n}",
             d.what,
@@ -186,6 +268,7 @@ fn report_denials(denials: &std::collections::BTreeMap<trace::Denial, u64>, spec
 struct Outcome {
     tracer: trace::Tracer,
     denials: std::collections::BTreeMap<trace::Denial, u64>,
+    expected: std::collections::BTreeMap<trace::Denial, u64>,
     plan: crate::plan::Plan,
     display_argv: Vec<String>,
     seconds: f64,
@@ -198,6 +281,7 @@ fn run_once(
     cli: &LearnCli,
     original_mask: SigSet,
     mode: LearnMode,
+    learned: Option<std::collections::BTreeMap<PathBuf, record::Need>>,
 ) -> Result<Outcome> {
     let mut loaded = crate::profile::load(spec)?;
     // The tracer must be the server's parent: no PID namespace relay, one run, no restart.
@@ -209,13 +293,25 @@ fn run_once(
     }
     let mut plan = crate::plan::build(&loaded, &cli.command, false)?;
     plan.learn = Some(mode);
-    let marker = crate::seccomp_policy::compile_for(
-        &loaded,
-        &loaded.profile.seccomp,
-        &crate::seccomp_policy::FilterMode::Marker,
-    )?;
+    // Record: the base's own decisions. Replay after learning: the base's too, to tell its
+    // refusals from the learned profile's gaps.
+    let marker = match (&learned, &cli.profile) {
+        (Some(_), Some(base)) => {
+            let b = crate::profile::load(base)?;
+            crate::seccomp_policy::compile_for(
+                &b,
+                &b.profile.seccomp,
+                &crate::seccomp_policy::FilterMode::Marker,
+            )?
+        }
+        _ => crate::seccomp_policy::compile_for(
+            &loaded,
+            &loaded.profile.seccomp,
+            &crate::seccomp_policy::FilterMode::Marker,
+        )?,
+    };
     if mode == LearnMode::Record {
-        plan.seccomp.program = crate::seccomp_policy::learn_program()?;
+        plan.seccomp.program = crate::seccomp_policy::learn_program();
     }
     if mode == LearnMode::Replay {
         let watch = watched();
@@ -235,16 +331,27 @@ fn run_once(
         .allow_if
         .iter()
         .map(|r| r.syscall.get_ref())
-        .chain(loaded.profile.seccomp.rules.iter().map(|r| r.syscall.get_ref()))
+        .chain(
+            loaded
+                .profile
+                .seccomp
+                .rules
+                .iter()
+                .map(|r| r.syscall.get_ref()),
+        )
         .filter_map(|n| crate::seccomp_policy::syscall_number(n))
         .map(|n| n as u64)
         .collect();
-    let default_errno = crate::seccomp_policy::default_errno(&plan.seccomp)
-        .map_or(nix::libc::ENOSYS, |e| e as i32);
+    let default_errno =
+        crate::seccomp_policy::default_errno(&plan.seccomp).map_or(nix::libc::ENOSYS, |e| e as i32);
 
     let started = Instant::now();
-    let server = crate::supervise::spawn_with(&mut plan, &original_mask, true)?;
-    info!(pid = server.as_raw(), ?mode, "server started under the learner");
+    let (server, report) = crate::supervise::spawn_with(&mut plan, &original_mask, true)?;
+    info!(
+        pid = server.as_raw(),
+        ?mode,
+        "server started under the learner"
+    );
     let mut tracer = trace::Tracer::new(
         if mode == LearnMode::Record {
             trace::Mode::Record
@@ -256,6 +363,7 @@ fn run_once(
         default_errno,
         server,
     );
+    tracer.learned = learned;
     let gone = Arc::new(AtomicBool::new(false));
     let driver = Driver {
         server,
@@ -279,6 +387,17 @@ fn run_once(
         .map_err(|e| Error::os("learn driver thread", e))?;
     tracer.run();
     gone.store(true, Ordering::SeqCst);
+    // Recording: the exec was not waited for. A child that never exec'd left its report.
+    if let Some(fd) = report {
+        if !tracer.server_execd {
+            let _ = handle.join();
+            return Err(match crate::report::receive(fd) {
+                Ok(Some((step, errno))) => Error::Confine { step, errno },
+                Ok(None) => Error::Internal("the server ended before its exec".into()),
+                Err(e) => Error::os("reading the child's report", e),
+            });
+        }
+    }
     let client_status = handle.join().unwrap_or(None);
     let status = match tracer.server_status {
         Some(nix::sys::wait::WaitStatus::Exited(_, c)) => format!("exited {c}"),
@@ -286,10 +405,12 @@ fn run_once(
         _ => "status unknown".into(),
     };
     let denials = std::mem::take(&mut tracer.denials);
+    let expected = std::mem::take(&mut tracer.expected);
     Ok(Outcome {
         display_argv: plan.display_argv.clone(),
         tracer,
         denials,
+        expected,
         plan,
         seconds: started.elapsed().as_secs_f64(),
         status,
@@ -300,11 +421,40 @@ fn run_once(
 /// The syscalls a replay follows to their exit: the ones Landlock and the mounts decide.
 fn watched() -> std::collections::BTreeSet<u32> {
     [
-        "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat", "unlink",
-        "unlinkat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "symlink",
-        "symlinkat", "truncate", "bind", "connect", "execveat", "ioctl", "stat", "lstat",
-        "newfstatat", "statx", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
+        "open",
+        "openat",
+        "openat2",
+        "creat",
+        "mkdir",
+        "mkdirat",
+        "mknod",
+        "mknodat",
+        "unlink",
+        "unlinkat",
+        "rmdir",
+        "rename",
+        "renameat",
+        "renameat2",
+        "link",
+        "linkat",
+        "symlink",
+        "symlinkat",
+        "truncate",
+        "bind",
+        "connect",
+        "execveat",
+        "ioctl",
+        "stat",
+        "lstat",
+        "newfstatat",
+        "statx",
+        "access",
+        "faccessat",
+        "faccessat2",
+        "readlink",
+        "readlinkat",
         "chdir",
+        "mmap",
     ]
     .iter()
     .filter_map(|n| crate::seccomp_policy::syscall_number(n))
@@ -362,7 +512,9 @@ impl Driver {
             }
             if !ready && now >= next_probe {
                 if let Some((get, interval, timeout)) = &self.probe {
-                    ready = get.probe(Duration::from_secs(1)).is_ok_and(crate::supervise::ready::passes);
+                    ready = get
+                        .probe(Duration::from_secs(1))
+                        .is_ok_and(crate::supervise::ready::passes);
                     next_probe = now + *interval;
                     if !ready && now.duration_since(start) > *timeout && stop_at.is_none() {
                         warn!("the server did not become ready: stopping it");
@@ -374,7 +526,11 @@ impl Driver {
             if ready && client.is_none() && client_status.is_none() && stop_at.is_none() {
                 if let Some(cmd) = &self.client {
                     info!(cmd, "server ready: running the client");
-                    match std::process::Command::new("/bin/sh").arg("-c").arg(cmd).spawn() {
+                    match std::process::Command::new("/bin/sh")
+                        .arg("-c")
+                        .arg(cmd)
+                        .spawn()
+                    {
                         Ok(c) => client = Some(c),
                         Err(e) => {
                             warn!(%e, "could not run the client");
@@ -410,7 +566,11 @@ impl Driver {
                 }
                 if now.duration_since(t) >= self.grace + Duration::from_secs(2) {
                     // Leftovers outside the group (a daemon that left it): every task we trace.
-                    let tasks: Vec<i32> = self.live.lock().map(|l| l.iter().copied().collect()).unwrap_or_default();
+                    let tasks: Vec<i32> = self
+                        .live
+                        .lock()
+                        .map(|l| l.iter().copied().collect())
+                        .unwrap_or_default();
                     for t in tasks {
                         let _ = crate::sys::kill_raw(t, nix::libc::SIGKILL);
                     }

@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use seccompiler::sock_filter;
 use syscalls::Sysno;
 
-use super::record::{Need, Record, Refusal, SysUse, Verdict, arch_name, syscall_name};
+use super::record::{Need, Record, Refusal, Verdict, arch_name, syscall_name};
 use crate::seccomp_policy::{LEARN_MARKER, TRACE_DEFAULT, TRACE_WATCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,12 @@ pub struct Denial {
 #[derive(Debug, Clone)]
 enum Pending {
     /// open/openat/openat2/creat with these flags; the path as given (for a failure report).
-    Open { flags: u64, path: PathBuf },
+    Open {
+        flags: u64,
+        path: PathBuf,
+        /// It existed before the call (an O_CREAT open of it made nothing).
+        existed: bool,
+    },
     /// A path that must have existed (stat family, readlink, chdir).
     Seen(PathBuf),
     /// Entries made in (or removed from) these directories.
@@ -50,10 +55,14 @@ enum Pending {
     /// A path written in place (truncate).
     Write(PathBuf),
     /// bind/connect with the decoded address.
-    Net { bind: bool, addr: Addr, stream: bool },
+    Net {
+        bind: bool,
+        addr: Addr,
+        stream: bool,
+    },
     /// A replayed call to report if it failed with a denial errno (or ENOENT on a path the
     /// host has).
-    Watch(String, Option<PathBuf>),
+    Watch(String, Option<((PathBuf, Need), bool)>),
     /// Nothing to record at exit.
     Nothing,
 }
@@ -70,6 +79,10 @@ pub struct Tracer {
     pub mode: Mode,
     pub rec: Record,
     pub denials: BTreeMap<Denial, u64>,
+    /// Replay after learning: denials of calls that did not succeed while learning either.
+    pub expected: BTreeMap<Denial, u64>,
+    /// Replay after learning: what the learning run used, with the access it needed.
+    pub learned: Option<BTreeMap<PathBuf, Need>>,
     /// The base (Record) or the replayed profile (Replay) with its default answer marked.
     program: Vec<sock_filter>,
     /// Syscalls the base lets through only under conditions (allow_if, rules): a call that
@@ -82,6 +95,8 @@ pub struct Tracer {
     pub live: Arc<Mutex<BTreeSet<i32>>>,
     server: Pid,
     pub server_status: Option<WaitStatus>,
+    /// The server's first exec happened (else the launcher's report says why not).
+    pub server_execd: bool,
 }
 
 const AT_FDCWD: i64 = -100;
@@ -103,6 +118,8 @@ impl Tracer {
             mode,
             rec,
             denials: BTreeMap::new(),
+            expected: BTreeMap::new(),
+            learned: None,
             program,
             conditional,
             default_errno,
@@ -111,6 +128,7 @@ impl Tracer {
             live,
             server,
             server_status: None,
+            server_execd: false,
         }
     }
 
@@ -133,6 +151,9 @@ impl Tracer {
                 match ev {
                     nix::libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(pid),
                     nix::libc::PTRACE_EVENT_EXEC => {
+                        if pid == self.server {
+                            self.server_execd = true;
+                        }
                         // A non-leader thread's exec takes the leader's pid: drop its state.
                         self.pending.remove(&pid.as_raw());
                         if self.mode == Mode::Record {
@@ -231,10 +252,12 @@ impl Tracer {
             .rec
             .syscalls
             .entry((info.arch, info.nr))
-            .or_insert_with(SysUse::default);
+            .or_default();
         u.count += 1;
         let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
-        if u.verdict.is_none_or(|v| v == Verdict::Allowed || v == Verdict::Unlisted) {
+        if u.verdict
+            .is_none_or(|v| v == Verdict::Allowed || v == Verdict::Unlisted)
+        {
             u.verdict = Some(verdict);
         }
         let name = if native {
@@ -278,13 +301,19 @@ impl Tracer {
         let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
         let name = syscall_name(info.nr);
         if info.ret_data == u32::from(TRACE_DEFAULT) || !native {
-            *self
-                .denials
-                .entry(Denial {
-                    what: format!("seccomp: {name} is not in the allow-list{}", detail(info)),
-                    errno: self.default_errno,
-                })
-                .or_default() += 1;
+            // After a learning run: a call its base refuses too is not a gap of the learned
+            // profile (the program here is the base's, marked).
+            let regression = self.learned.is_none() || self.verdict(info) == Verdict::Allowed;
+            let d = Denial {
+                what: format!("seccomp: {name} is not in the allow-list{}", detail(info)),
+                errno: self.default_errno,
+            };
+            let into = if regression {
+                &mut self.denials
+            } else {
+                &mut self.expected
+            };
+            *into.entry(d).or_default() += 1;
             skip(pid, self.default_errno);
             let _ = ptrace::cont(pid, None);
             return;
@@ -293,11 +322,34 @@ impl Tracer {
             let pending = self.entry(pid, info);
             // A path the host has but the server's view lacks: a fresh root without its bind.
             let hidden = match &pending {
-                Pending::Open { path, .. } | Pending::Seen(path) | Pending::Write(path) => {
-                    Some(path.clone())
-                }
+                Pending::Open { path, flags, .. } => Some((path.clone(), open_need(*flags))),
+                Pending::Seen(path) => Some((path.clone(), Need::Seen)),
+                Pending::Write(path) => Some((path.clone(), Need::Write)),
+                Pending::Dirs(d) => d.first().map(|p| (p.clone(), Need::Write)),
                 _ => None,
             };
+            // ENOENT means "hidden" only for a path that names the object itself.
+            let hidden = match &pending {
+                Pending::Dirs(_) => hidden.map(|h| (h, false)),
+                _ => hidden.map(|h| (h, true)),
+            };
+            // mmap stops only for an executable mapping of a file (a shared library).
+            if Sysno::new(info.nr as usize) == Some(Sysno::mmap) {
+                if info.args[2] & nix::libc::PROT_EXEC as u64 == 0 || (info.args[4] as i32) < 0 {
+                    let _ = ptrace::cont(pid, None);
+                    return;
+                }
+                let lib = fd_path(pid.as_raw(), info.args[4] as i32).map(|(p, _)| p);
+                let what = format!(
+                    "mmap PROT_EXEC {}",
+                    lib.as_ref().map_or("?".into(), |p| p.display().to_string())
+                );
+                self.follow(
+                    pid,
+                    Pending::Watch(what, lib.map(|p| ((p, Need::Exec), true))),
+                );
+                return;
+            }
             let what = match pending {
                 Pending::Open { path, .. } => format!("{name} {}", path.display()),
                 Pending::Seen(p) | Pending::Write(p) => format!("{name} {}", p.display()),
@@ -311,7 +363,11 @@ impl Tracer {
                 Pending::Net { bind, addr, stream } => format!(
                     "{} {} {}",
                     if bind { "bind" } else { "connect" },
-                    if stream { "tcp/unix stream" } else { "udp/unix dgram" },
+                    if stream {
+                        "tcp/unix stream"
+                    } else {
+                        "udp/unix dgram"
+                    },
                     match addr {
                         Addr::Inet(p) => format!("port {p}"),
                         Addr::Unix(p) => p.display().to_string(),
@@ -351,7 +407,11 @@ impl Tracer {
             }
             Some(Sysno::clone) => *self.rec.clone_flags.entry(a[0]).or_default() += 1,
             Some(Sysno::ioctl) => {
-                *self.rec.ioctls.entry((a[1] & 0xffff_ffff) as u32).or_default() += 1
+                *self
+                    .rec
+                    .ioctls
+                    .entry((a[1] & 0xffff_ffff) as u32)
+                    .or_default() += 1
             }
             _ => {}
         }
@@ -372,23 +432,19 @@ impl Tracer {
         };
         use Sysno as S;
         match sys {
-            S::open => at(cwd, a[0]).map_or(Pending::Nothing, |path| Pending::Open {
-                flags: a[1],
-                path,
+            S::open => at(cwd, a[0]).map_or(Pending::Nothing, |path| open(a[1], path)),
+            S::creat => at(cwd, a[0]).map_or(Pending::Nothing, |path| {
+                open(
+                    (nix::libc::O_CREAT | nix::libc::O_WRONLY | nix::libc::O_TRUNC) as u64,
+                    path,
+                )
             }),
-            S::creat => at(cwd, a[0]).map_or(Pending::Nothing, |path| Pending::Open {
-                flags: (nix::libc::O_CREAT | nix::libc::O_WRONLY | nix::libc::O_TRUNC) as u64,
-                path,
-            }),
-            S::openat => at(a[0], a[1]).map_or(Pending::Nothing, |path| Pending::Open {
-                flags: a[2],
-                path,
-            }),
+            S::openat => at(a[0], a[1]).map_or(Pending::Nothing, |path| open(a[2], path)),
             S::openat2 => {
                 let flags = read_bytes(p, a[2], 8)
                     .and_then(|b| b.try_into().ok())
                     .map_or(0, u64::from_le_bytes);
-                at(a[0], a[1]).map_or(Pending::Nothing, |path| Pending::Open { flags, path })
+                at(a[0], a[1]).map_or(Pending::Nothing, |path| open(flags, path))
             }
             S::stat | S::lstat | S::access | S::readlink | S::chdir => {
                 at(cwd, a[0]).map_or(Pending::Nothing, Pending::Seen)
@@ -408,6 +464,19 @@ impl Tracer {
             S::rename | S::link => dirs([at(cwd, a[0]), at(cwd, a[1])]),
             S::renameat | S::renameat2 | S::linkat => dirs([at(a[0], a[1]), at(a[2], a[3])]),
             S::truncate => at(cwd, a[0]).map_or(Pending::Nothing, Pending::Write),
+            // The path as the caller named it (`/bin/sh` through the /bin symlink): a fresh root
+            // needs the link; the exec event gives the file.
+            S::execve | S::execveat if self.mode == Mode::Record => {
+                let named = if sys == S::execve {
+                    at(cwd, a[0])
+                } else {
+                    at(a[0], a[1])
+                };
+                if let Some(p) = named.filter(|p| std::fs::symlink_metadata(p).is_ok()) {
+                    self.rec.path(p, Need::Exec, false);
+                }
+                Pending::Nothing
+            }
             S::bind | S::connect => {
                 let addr = read_bytes(p, a[1], (a[2] as usize).min(128))
                     .map_or(Addr::Other, |b| sockaddr(&b));
@@ -487,14 +556,28 @@ impl Tracer {
         };
         if self.mode == Mode::Replay {
             if let Pending::Watch(what, path) = pending {
+                tracing::debug!(what, err, "replayed call");
                 let denied = matches!(
                     Errno::from_raw(err),
                     Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::EXDEV
                 );
                 let hidden = err == nix::libc::ENOENT
-                    && path.is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
+                    && path.as_ref().is_some_and(|((p, _), names)| {
+                        *names && std::fs::symlink_metadata(p).is_ok()
+                    });
                 if denied || hidden {
-                    *self.denials.entry(Denial { what, errno: err }).or_default() += 1;
+                    // After a learning run: a call that failed there too (or did something
+                    // else there) is the base's refusal, not a gap of the learned profile.
+                    let regression = match (&self.learned, &path) {
+                        (Some(k), Some(((p, need), _))) => k.get(p).is_some_and(|n| n >= need),
+                        _ => true,
+                    };
+                    let d = Denial { what, errno: err };
+                    if regression {
+                        *self.denials.entry(d).or_default() += 1;
+                    } else {
+                        *self.expected.entry(d).or_default() += 1;
+                    }
                 }
             }
             return;
@@ -516,7 +599,11 @@ impl Tracer {
         }
         let p = pid.as_raw();
         match pending {
-            Pending::Open { flags, path } => {
+            Pending::Open {
+                flags,
+                path,
+                existed,
+            } => {
                 let fd = info.rval;
                 let (real, dir) = fd_path(p, fd as i32).unwrap_or((path.clone(), false));
                 if real != path {
@@ -524,17 +611,8 @@ impl Tracer {
                     // named, and its target.
                     self.rec.path(path, Need::Seen, false);
                 }
-                let acc = flags & nix::libc::O_ACCMODE as u64;
-                let need = if flags & nix::libc::O_PATH as u64 != 0 {
-                    Need::Seen
-                } else if acc != nix::libc::O_RDONLY as u64
-                    || flags & (nix::libc::O_TRUNC as u64) != 0
-                {
-                    Need::Write
-                } else {
-                    Need::Read
-                };
-                if flags & nix::libc::O_CREAT as u64 != 0 && need == Need::Write {
+                let need = open_need(flags);
+                if flags & nix::libc::O_CREAT as u64 != 0 && need == Need::Write && !existed {
                     // Created (or maybe only opened): the next run may have to create it, so
                     // its directory needs the right to make files there.
                     if let Some(parent) = real.parent() {
@@ -547,7 +625,9 @@ impl Tracer {
                 let dir = std::fs::metadata(format!("/proc/{p}/root{}", path.display()))
                     .is_ok_and(|m| m.is_dir());
                 // While learning the server sees the host's tree (no fresh root): resolve here.
-                if let Ok(real) = std::fs::canonicalize(&path) {
+                // Not under /proc: its magic links (/proc/<pid>/exe) lead outside the server.
+                let real = (!path.starts_with("/proc")).then(|| std::fs::canonicalize(&path));
+                if let Some(Ok(real)) = real {
                     if real != path {
                         self.rec.path(real, Need::Seen, dir);
                     }
@@ -565,9 +645,7 @@ impl Tracer {
                 (Addr::Inet(port), false, true) => {
                     *self.rec.connect_tcp.entry(port).or_default() += 1
                 }
-                (Addr::Inet(port), true, false) => {
-                    *self.rec.bind_udp.entry(port).or_default() += 1
-                }
+                (Addr::Inet(port), true, false) => *self.rec.bind_udp.entry(port).or_default() += 1,
                 (Addr::Inet(port), false, false) => {
                     *self.rec.connect_udp.entry(port).or_default() += 1
                 }
@@ -619,6 +697,30 @@ fn detail(info: &crate::sys::SyscallInfo) -> String {
         Some(Sysno::clone) => format!(" (flags {:#x})", a[0]),
         Some(Sysno::sendto | Sysno::sendmsg) => format!(" (flags {:#x})", a[3] & 0xffff_ffff),
         _ => String::new(),
+    }
+}
+
+/// The access an open's flags ask for.
+fn open_need(flags: u64) -> Need {
+    let acc = flags & nix::libc::O_ACCMODE as u64;
+    if flags & nix::libc::O_PATH as u64 != 0 {
+        Need::Seen
+    } else if acc != nix::libc::O_RDONLY as u64 || flags & (nix::libc::O_TRUNC as u64) != 0 {
+        Need::Write
+    } else {
+        Need::Read
+    }
+}
+
+/// An open, noting whether an O_CREAT one can create anything (the learner sees the host's
+/// tree: no fresh root while learning).
+fn open(flags: u64, path: PathBuf) -> Pending {
+    let existed =
+        flags & nix::libc::O_CREAT as u64 == 0 || std::fs::symlink_metadata(&path).is_ok();
+    Pending::Open {
+        flags,
+        path,
+        existed,
     }
 }
 
@@ -762,7 +864,8 @@ fn elf_interp(path: &str) -> Option<PathBuf> {
     }
     for i in 0..u64::from(phnum.min(64)) {
         let mut ph = [0u8; 56];
-        f.seek(SeekFrom::Start(phoff + i * u64::from(phentsize))).ok()?;
+        f.seek(SeekFrom::Start(phoff + i * u64::from(phentsize)))
+            .ok()?;
         f.read_exact(&mut ph).ok()?;
         if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == 3 {
             let (off, len) = (u64_at(&ph, 8), u64_at(&ph, 32).min(4096));

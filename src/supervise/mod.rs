@@ -14,6 +14,7 @@ pub mod pidns;
 pub mod ready;
 
 use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -61,13 +62,19 @@ pub fn forwarded() -> Vec<i32> {
 /// The parent reduces its own capabilities right after the fork: the child already holds its
 /// copy, so the supervisor is down to `supervisor_keeps` before the server can exec.
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
-    spawn_with(plan, original_mask, false)
+    spawn_with(plan, original_mask, false).map(|(pid, _)| pid)
 }
 
 /// `spawn`, optionally under ptrace (`stockade learn`): the parent seizes the child before it
 /// takes its first step, so every process and thread the server makes is traced from its
-/// first syscall, and the child waits on a gate until then.
-pub fn spawn_with(plan: &mut Plan, original_mask: &SigSet, traced: bool) -> Result<Pid> {
+/// first syscall, and the child waits on a gate until then. When recording, the exec itself
+/// stops for the tracer, so the exec report is not waited for here: its read end is returned
+/// for the tracer to read once the child has exec'd or died.
+pub fn spawn_with(
+    plan: &mut Plan,
+    original_mask: &SigSet,
+    traced: bool,
+) -> Result<(Pid, Option<OwnedFd>)> {
     let threads = crate::sys::thread_count().map_err(|e| Error::os("/proc/self/task", e))?;
     if threads != 1 {
         return Err(Error::Internal(format!(
@@ -144,8 +151,11 @@ pub fn spawn_with(plan: &mut Plan, original_mask: &SigSet, traced: bool) -> Resu
                 return Err(e);
             }
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
+            if traced && plan.learn == Some(crate::plan::LearnMode::Record) {
+                return Ok((child, Some(r)));
+            }
             match crate::report::receive(r) {
-                Ok(None) => Ok(child),
+                Ok(None) => Ok((child, None)),
                 Ok(Some((step, errno))) => {
                     if traced {
                         let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
