@@ -57,11 +57,12 @@ impl Bytes<'_> {
 
 /// Action byte: low 3 bits choose the kind; Errno takes a u16, Conditional a u8 index.
 fn action(b: &mut Bytes, conditional: bool) -> Action {
-    match b.u8() % if conditional { 5 } else { 4 } {
+    match b.u8() % if conditional { 6 } else { 5 } {
         0 => Action::Allow,
         1 => Action::KillProcess,
         2 => Action::Errno(u32::from(b.u16() % 4096)),
         3 => Action::Log,
+        4 => Action::Trace(b.u16()),
         _ => Action::Conditional(usize::from(b.u8())),
     }
 }
@@ -138,6 +139,7 @@ fn ret(a: Action) -> u32 {
         Action::KillProcess => RET_KILL_PROCESS,
         Action::Errno(e) => RET_ERRNO | e,
         Action::Log => RET_LOG,
+        Action::Trace(d) => 0x7ff0_0000 | u32::from(d),
         Action::Conditional(_) => unreachable!("resolved by reference()"),
     }
 }
