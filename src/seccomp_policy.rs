@@ -1480,7 +1480,7 @@ mod tests {
     /// gRPC listens on [::ffff:127.0.0.1]), and get every fixed rule.
     #[test]
     fn builtin_profiles_keep_tcp_and_unix_and_the_fixed_rules() {
-        for name in ["minimal", "triton", "triton-explicit"] {
+        for name in ["minimal", "triton", "triton-explicit", "triton-modelmesh"] {
             let src = crate::profile::builtin(name).unwrap();
             let loaded = crate::profile::parse(name, "builtin", src).unwrap();
             let p = compile(&loaded, &loaded.profile.seccomp).unwrap();
