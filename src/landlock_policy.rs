@@ -180,9 +180,7 @@ fn rights(access: Access3) -> BitFlags<AccessFs> {
         Access3::ConnectUnix => AccessFs::ResolveUnix.into(),
         Access3::ReadOnly => read,
         Access3::ReadExec => read | AccessFs::Execute,
-        Access3::MakeDirs => {
-            read | AccessFs::MakeDir | AccessFs::RemoveDir | AccessFs::RemoveFile
-        }
+        Access3::MakeDirs => read | AccessFs::MakeDir | AccessFs::RemoveDir | AccessFs::RemoveFile,
         Access3::ReadWrite => {
             read | AccessFs::WriteFile
                 | AccessFs::RemoveDir

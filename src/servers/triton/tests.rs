@@ -49,7 +49,11 @@ impl Fx {
         policy.code_dirs.cache_directory = root.join("install/caches");
         policy.code_dirs.allowed_roots = vec![root.join("install")];
         for (i, g) in policy.restricted.iter_mut().enumerate() {
-            let name = if i == 0 { "admin".into() } else { format!("admin{i}") };
+            let name = if i == 0 {
+                "admin".into()
+            } else {
+                format!("admin{i}")
+            };
             g.generate_secret_file = Some(root.join(format!("run/stockade/{name}.secret")));
         }
         if let Some(lf) = policy.log_file.as_mut() {
@@ -815,12 +819,19 @@ fn open_model_repository_needs_everything_else_locked() {
     load(MODELMESH).check().expect("as shipped");
     let mut p = load(MODELMESH);
     p.open_model_repository.as_mut().unwrap().protocol = policy::Protocol::Http;
-    assert!(p.check().expect_err("http").reason.contains("must be \"grpc\""));
+    assert!(
+        p.check()
+            .expect_err("http")
+            .reason
+            .contains("must be \"grpc\"")
+    );
     let mut p = load(MODELMESH);
     p.restricted[1].categories.push("model-repository".into());
     assert!(p.check().expect_err("both").reason.contains("both name"));
     let mut p = load(MODELMESH);
-    p.restricted[0].categories.retain(|c| c != "model-repository");
+    p.restricted[0]
+        .categories
+        .retain(|c| c != "model-repository");
     let e = p.check().expect_err("http open");
     assert_eq!(e.flag, "http-restricted-api", "{e}");
     for c in policy::ADMIN_CATEGORIES {
