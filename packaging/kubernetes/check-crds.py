@@ -201,6 +201,18 @@ def runtime_problems(doc):
             if not any(prof.startswith(p + "/") and m.get("readOnly") and "configMap" in vols.get(m["name"], {})
                        for p, m in mounts.items()):
                 out.append(f"{w}: profile {prof} must come from a read-only ConfigMap mount")
+        # Triton: ModelMesh's adapter loads over loopback gRPC without metadata, which only the
+        # built-in triton-modelmesh allows (triton-explicit refuses it, triton has no model
+        # control); its restricted-API secrets go to /run/stockade, on a writable emptyDir.
+        if c.get("name") == "triton":
+            if prof != "triton-modelmesh":
+                out.append(f"{w}: Triton under ModelMesh needs --profile triton-modelmesh (the "
+                           f"adapter's RepositoryModelLoad carries no header; got {prof!r})")
+            run = vols.get((mounts.get("/run") or {}).get("name")) or {}
+            if "emptyDir" not in run or mounts["/run"].get("readOnly"):
+                out.append(f"{w}: /run must be a writable emptyDir (/run/stockade/*.secret)")
+        elif not (prof.startswith("/") or prof == "mlserver"):
+            out.append(f"{w}: MLServer needs an mlserver profile (got {prof!r})")
         server_argv = argv[4:]
         repo = next((a.split("=", 1)[1] for a in server_argv if a.startswith("--model-repository=")), None)
         if server_argv[:2] == ["mlserver", "start"] and len(server_argv) == 3:
@@ -290,6 +302,9 @@ def mutations():
          lambda d: d["spec"].update(grpcDataEndpoint="port:9999")),
         ("adapter serverType names no container", "ServingRuntime",
          lambda d: c0(d).update(name="server")),
+        ("profile triton-explicit (the adapter's loads refused)", "ServingRuntime",
+         lambda d: c0(d)["command"].__setitem__(c0(d)["command"].index("--profile") + 1,
+                                                "triton-explicit")),
     ]
 
 
@@ -517,7 +532,8 @@ def dryrun(stockade, repo_dir, workdir, files):
             argv[4] = triton["TRITONSERVER"]
             # The image's Triton lives in /opt/tritonserver; this machine's elsewhere.
             argv.append("--backend-directory=" + triton["TRITON_BACKENDS"])
-            want = f"grpc endpoint on 127.0.0.1:{port}"
+            want = (f"model-repository API (RepositoryIndex, RepositoryModelLoad, "
+                    f"RepositoryModelUnload) open WITHOUT a header on gRPC 127.0.0.1:{port} only")
         elif server == "mlserver":
             env["PATH"] = MLSERVER_BIN + ":/usr/bin:/bin"
             want = f"grpc 127.0.0.1:{port}"
