@@ -317,7 +317,7 @@ fn adapter_flow(t: &Install, s: &Server) {
     }
     // gRPC: every other admin API still needs the secret.
     let (_, out) = client(
-        &t,
+        t,
         &[
             "grpc-admin-many",
             &s.grpc_addr(),
