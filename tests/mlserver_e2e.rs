@@ -342,6 +342,83 @@ fn config_that_widens_exposure_is_refused_before_start() {
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
 
+/// Kafka and tracing egress the profile names: the port the client library will dial (its own
+/// defaults included) becomes the Landlock connect rule, and an endpoint whose port stockade
+/// cannot tell is refused before start, naming the settings key (dry run of the real binary).
+#[test]
+fn egress_endpoint_ports_become_connect_rules_or_are_refused() {
+    let ml = ml();
+    let ports = format!(
+        "\"http_port\": {}, \"grpc_port\": {}",
+        free_port(),
+        free_port()
+    );
+    let dir = tempdir_in("stockade-mlserver-egress-", "/tmp");
+    let profile = edited_profile(
+        dir.path(),
+        &[
+            (
+                "kafka_servers = []",
+                "kafka_servers = [\"broker\", \"[::1]:19092\"]",
+            ),
+            (
+                "tracing_servers = []",
+                "tracing_servers = [\"otel\", \"http://otel:14317/v1/traces\"]",
+            ),
+        ],
+    );
+    let profile = profile.to_str().unwrap();
+    let dry = |settings: &str| {
+        let (_d, repo) = make_repo(settings);
+        let mut c = Command::new(STOCKADE);
+        c.env_clear()
+            .env("PATH", &ml.path)
+            .current_dir("/")
+            .args(["--profile", profile, "--dry-run", "--"])
+            .arg(&ml.exe)
+            .arg("start")
+            .arg(&repo);
+        let (out, _) = run_bounded(c, Duration::from_secs(20));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let connect = |stdout: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("tcp connect"))
+            .unwrap_or_else(|| panic!("no tcp connect line:\n{stdout}"))
+            .trim()
+            .to_string()
+    };
+    // No egress: no connect rule.
+    let (code, out, err) = dry(&format!("{{{ports}}}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "(none)");
+    // A portless broker: aiokafka's 9092; [::1]:19092 its own port.
+    let (code, out, err) = dry(&format!(
+        "{{{ports}, \"kafka_enabled\": true, \"kafka_servers\": \"broker,[::1]:19092\"}}"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "9092, 19092");
+    // An OTLP URL: its netloc's port.
+    let (code, out, err) = dry(&format!(
+        "{{{ports}, \"tracing_server\": \"http://otel:14317/v1/traces\"}}"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "14317");
+    // A portless collector: gRPC would pick 443, which nothing names: refused, key named.
+    let (code, out, err) = dry(&format!("{{{ports}, \"tracing_server\": \"otel\"}}"));
+    assert_eq!(code, Some(78), "{out}{err}");
+    assert!(
+        err.contains("settings.json: tracing_server: OpenTelemetry collector 'otel' names no port")
+            && err.contains("connect_tcp"),
+        "{err}"
+    );
+}
+
 /// ModelInfer over gRPC; prints OUTPUT0 as a list of floats.
 const GRPC_INFER: &str = r#"
 import struct, sys, grpc
