@@ -70,6 +70,8 @@ pub struct Effective {
     pub parallel_workers: i64,
     /// Outbound ports the profile's Kafka brokers / tracing collectors need.
     pub connect_ports: Vec<u16>,
+    /// Where each egress comes from: (source, settings key, port).
+    pub egress: Vec<(Source, &'static str, u16)>,
     pub notes: Vec<String>,
 }
 
@@ -302,6 +304,7 @@ pub fn check(
     }
 
     let mut connect_ports = Vec::new();
+    let mut egress = Vec::new();
     if let Some(f) = setting(inputs, "kafka_enabled")?
         && config::as_bool(&f, "kafka_enabled")?
     {
@@ -335,6 +338,7 @@ pub fn check(
                 )
             })?;
             connect_ports.push(port);
+            egress.push((src.clone(), "kafka_servers", port));
         }
         notes.push(format!(
             "mlserver: Kafka to {servers}: landlock connect_tcp gets port(s) {} (by port: Landlock \
@@ -371,6 +375,7 @@ pub fn check(
             )
         })?;
         connect_ports.push(port);
+        egress.push((f.source.clone(), "tracing_server", port));
         notes.push(format!(
             "mlserver: tracing to {t}: landlock connect_tcp gets port {port} (by port: Landlock \
              cannot limit the host)"
@@ -446,6 +451,7 @@ pub fn check(
         metrics_port: metrics.map(|(m, _)| m),
         parallel_workers: workers,
         connect_ports,
+        egress,
         notes,
     })
 }
@@ -485,6 +491,32 @@ fn refusal(r: Refusal) -> Error {
         key: r.key,
         reason: r.reason,
     }
+}
+
+/// Kafka and tracing egress is a TCP connect: the Landlock rule comes from the endpoint, but the
+/// profile's seccomp filter must allow `connect` too (the built-in `mlserver` profile does not:
+/// no egress by default), or MLServer's clients fail at run time with ENOSYS
+/// ("connect failed: ... Function not implemented", measured with the OTLP exporter). Refused
+/// before start instead, naming the settings key.
+fn egress_needs_connect(req: &Request<'_>, eff: &Effective) -> Result<()> {
+    let Some((source, key, port)) = eff.egress.first() else {
+        return Ok(());
+    };
+    let seccomp = crate::seccomp_policy::compile(req.loaded, &req.loaded.profile.seccomp)?;
+    // connect(fd, sockaddr *, sizeof(struct sockaddr_in)); no argument rule in stockade looks at
+    // more than the number.
+    if seccomp.allows("connect", [3, 0, 16, 0, 0, 0]) {
+        return Ok(());
+    }
+    Err(Error::ServerConfig {
+        source: source.to_string(),
+        key: (*key).to_string(),
+        reason: format!(
+            "MLServer would connect to TCP port {port} (landlock connect_tcp allows it), but the \
+             profile's [seccomp] does not allow `connect`: the client would fail with ENOSYS at \
+             run time; add \"connect\" to seccomp.allow in a profile that allows this egress"
+        ),
+    })
 }
 
 /// `mlserver start FOLDER` and nothing else; FOLDER resolved against the server's cwd.
@@ -580,6 +612,7 @@ impl Kind for MlServer {
         out.extra.bind_tcp.extend([eff.http_port, eff.grpc_port]);
         out.extra.bind_tcp.extend(eff.metrics_port);
         out.extra.connect_tcp.extend(&eff.connect_ports);
+        egress_needs_connect(req, &eff)?;
         if let Some(d) = &inputs.dotenv {
             out.notes.push(format!(
                 "mlserver reads {} (MLSERVER_* keys there apply where neither settings.json nor \
