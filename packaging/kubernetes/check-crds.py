@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Checks the custom-resource manifests (Istio AuthorizationPolicy and IstioOperator, KServe
-ServingRuntime), whose
-CRD schemas cannot be downloaded here, against strict schemas written from the projects'
-documented APIs for the fields these manifests use (unknown fields are refused), plus stockade's
+ServingRuntime), whose CRD schemas cannot be downloaded here, against strict schemas written from
+the projects' documented APIs for the fields these manifests use (unknown fields are refused), plus stockade's
 own requirements. The ServingRuntimes' containers and volumes are handed on as a Pod, built the
 way the ModelMesh controller builds the runtime Deployment (models-dir emptyDir mounted at
 /models in every runtime container), so kubernetes-validate and check-pss.py check them.
