@@ -437,17 +437,22 @@ fn check_writable_ancestors(
         if access.writes() || ro_mounts.iter().any(|m| path.starts_with(m)) {
             continue;
         }
-        let Some((w, _, worigin)) = rules
+        let Some((w, wa, worigin)) = rules
             .iter()
             .find(|(w, a, _)| a.writes() && path.starts_with(w))
         else {
             continue;
         };
         let reason = format!(
-            "read-only path {} ({origin}) lies inside read-write path {} ({worigin}): Landlock \
+            "read-only path {} ({origin}) lies inside {} path {} ({worigin}): Landlock \
              rights add up, so it would be writable; move it out, or let stockade mount it \
              read-only ([mounts], root start)",
             path.display(),
+            if *wa == Access3::MakeDirs {
+                "make_dirs"
+            } else {
+                "read-write"
+            },
             w.display()
         );
         if origin == "profile" {
