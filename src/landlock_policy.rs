@@ -114,8 +114,19 @@ pub enum Access3 {
     ReadOnly,
     ReadExec,
     ReadWrite,
+    /// List, create and remove directories (`make_dirs`): no file can be created, written or
+    /// truncated below the path. Removing is allowed: glibc's remove() tries unlink() first and
+    /// falls back to rmdir() only on EISDIR, which Landlock's EACCES would turn into a failure.
+    MakeDirs,
     /// Connect to the pathname UNIX sockets at or below the path (`connect_unix`).
     ConnectUnix,
+}
+
+impl Access3 {
+    /// Changes what lies below the path (so the mount under it must be writable).
+    pub fn writes(self) -> bool {
+        matches!(self, Access3::ReadWrite | Access3::MakeDirs)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -169,6 +180,7 @@ fn rights(access: Access3) -> BitFlags<AccessFs> {
         Access3::ConnectUnix => AccessFs::ResolveUnix.into(),
         Access3::ReadOnly => read,
         Access3::ReadExec => read | AccessFs::Execute,
+        Access3::MakeDirs => read | AccessFs::MakeDir | AccessFs::RemoveDir | AccessFs::RemoveFile,
         Access3::ReadWrite => {
             read | AccessFs::WriteFile
                 | AccessFs::RemoveDir
@@ -315,6 +327,7 @@ pub fn prepare(
         (&s.read_only, Access3::ReadOnly),
         (&s.read_exec, Access3::ReadExec),
         (&s.read_write, Access3::ReadWrite),
+        (&s.make_dirs, Access3::MakeDirs),
         (&s.connect_unix, Access3::ConnectUnix),
     ];
     for (list, access) in lists {
@@ -421,20 +434,25 @@ fn check_writable_ancestors(
     ro_mounts: &[PathBuf],
 ) -> Result<()> {
     for (path, access, origin) in rules {
-        if *access == Access3::ReadWrite || ro_mounts.iter().any(|m| path.starts_with(m)) {
+        if access.writes() || ro_mounts.iter().any(|m| path.starts_with(m)) {
             continue;
         }
-        let Some((w, _, worigin)) = rules
+        let Some((w, wa, worigin)) = rules
             .iter()
-            .find(|(w, a, _)| *a == Access3::ReadWrite && path.starts_with(w))
+            .find(|(w, a, _)| a.writes() && path.starts_with(w))
         else {
             continue;
         };
         let reason = format!(
-            "read-only path {} ({origin}) lies inside read-write path {} ({worigin}): Landlock \
+            "read-only path {} ({origin}) lies inside {} path {} ({worigin}): Landlock \
              rights add up, so it would be writable; move it out, or let stockade mount it \
              read-only ([mounts], root start)",
             path.display(),
+            if *wa == Access3::MakeDirs {
+                "make_dirs"
+            } else {
+                "read-write"
+            },
             w.display()
         );
         if origin == "profile" {

@@ -128,7 +128,7 @@ impl MountPlan {
         };
         let Some(root) = self.fresh_root.as_mut() else {
             if self.want_writable_noexec {
-                for r in rules.iter().filter(|r| r.access == Access3::ReadWrite) {
+                for r in rules.iter().filter(|r| r.access.writes()) {
                     if !fresh.contains(&r.path)
                         && !device(&r.path)
                         && !self.writable_noexec.contains(&r.path)
@@ -156,7 +156,7 @@ impl MountPlan {
                 }
             };
             // Landlock rights add up over rules on one path; so do the mount's.
-            b.writable |= r.access == Access3::ReadWrite;
+            b.writable |= r.access.writes();
             b.exec |= r.access == Access3::ReadExec;
         }
         for p in &self.read_only_noexec {
@@ -314,7 +314,9 @@ pub fn request(loaded: &Loaded, s: &MountsSection, repositories: &[PathBuf]) -> 
             binds: Vec::new(),
             symlinks: Vec::new(),
         }),
-        want_writable_noexec: s.writable_noexec && !loaded.profile.landlock.read_write.is_empty(),
+        want_writable_noexec: s.writable_noexec
+            && !(loaded.profile.landlock.read_write.is_empty()
+                && loaded.profile.landlock.make_dirs.is_empty()),
     })
 }
 

@@ -304,7 +304,11 @@ pub fn build(loaded: &Loaded, command: &[OsString], dry_run: bool) -> Result<Pla
     if let Some(m) = mounts.as_mut() {
         let mut written: Vec<PathBuf> = [&p.landlock.read_only, &p.landlock.read_exec]
             .into_iter()
-            .chain([&p.landlock.read_write, &p.landlock.connect_unix])
+            .chain([
+                &p.landlock.read_write,
+                &p.landlock.make_dirs,
+                &p.landlock.connect_unix,
+            ])
             .flatten()
             .map(|e| PathBuf::from(e.get_ref().path()))
             .collect();

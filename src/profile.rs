@@ -23,6 +23,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "triton-explicit",
         include_str!("../profiles/triton-explicit.toml"),
     ),
+    (
+        "triton-modelmesh",
+        include_str!("../profiles/triton-modelmesh.toml"),
+    ),
     ("mlserver", include_str!("../profiles/mlserver.toml")),
     ("bentoml", include_str!("../profiles/bentoml.toml")),
 ];
@@ -221,6 +225,11 @@ pub struct LandlockSection {
     /// Read, write, create, remove, truncate (no execute).
     #[serde(default)]
     pub read_write: Vec<PathEntry>,
+    /// Read, list, create and remove directories; no regular file may be created or written
+    /// below (Triton's /tmp under `triton-modelmesh`: its python backend needs
+    /// `/tmp/python_env_XXXXXX`, a load's `file:` override needs files in `/tmp/folderXXXXXX`).
+    #[serde(default)]
+    pub make_dirs: Vec<PathEntry>,
     /// TCP ports the server may bind.
     #[serde(default)]
     pub bind_tcp: Vec<Spanned<u16>>,
@@ -643,6 +652,12 @@ mod tests {
                 .join("\n")
         };
         assert_eq!(body("triton"), body("triton-explicit"));
+        // triton-modelmesh: /tmp moves from read_write to make_dirs, nothing else.
+        let mm = body("triton-modelmesh").replace(
+            "read_write = [\"/dev/shm\", \"/dev/null\"]\nmake_dirs = [\"/tmp\"]",
+            "read_write = [\"/tmp\", \"/dev/shm\", \"/dev/null\"]",
+        );
+        assert_eq!(body("triton"), mm);
     }
 
     #[test]

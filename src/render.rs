@@ -387,6 +387,7 @@ pub fn text(plan: &Plan) -> String {
                 crate::landlock_policy::Access3::ReadOnly => "ro",
                 crate::landlock_policy::Access3::ReadExec => "rx",
                 crate::landlock_policy::Access3::ReadWrite => "rw",
+                crate::landlock_policy::Access3::MakeDirs => "dirs",
                 crate::landlock_policy::Access3::ConnectUnix => "unix",
             },
             r.path.display(),

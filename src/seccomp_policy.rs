@@ -353,6 +353,25 @@ impl SeccompPlan {
     }
 }
 
+impl SeccompPlan {
+    /// Does the compiled program allow `name` with these arguments (native architecture)?
+    /// Asked through the BPF interpreter, so `allow_if`, `rules` and the fixed rules count.
+    pub fn allows(&self, name: &str, args: [u64; 6]) -> bool {
+        let Some(nr) = syscall_number(name).and_then(|n| u32::try_from(n).ok()) else {
+            return false;
+        };
+        let d = crate::bpf_interp::Data {
+            nr,
+            arch: audit_arch(),
+            instruction_pointer: 0,
+            args,
+        };
+        crate::bpf_interp::run(&self.program, &d).is_ok_and(|r| r == SECCOMP_RET_ALLOW)
+    }
+}
+
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
 fn group(name: &str) -> Option<&'static [&'static str]> {
     GROUPS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
 }
@@ -1551,11 +1570,28 @@ mod tests {
         assert!(e.contains("fixed ENOSYS or kill set"), "{e}");
     }
 
+    /// `allows` answers through the compiled program: the mlserver profile leaves `connect` out
+    /// (no egress by default), the triton profile allows it (stub IPC).
+    #[test]
+    fn allows_reads_the_compiled_program() {
+        let plan_of = |name: &str| {
+            let loaded =
+                crate::profile::parse(name, "builtin", crate::profile::builtin(name).unwrap())
+                    .unwrap();
+            compile(&loaded, &loaded.profile.seccomp).unwrap()
+        };
+        let args = [3, 0, 16, 0, 0, 0];
+        assert!(!plan_of("mlserver").allows("connect", args));
+        assert!(plan_of("triton").allows("connect", args));
+        assert!(plan_of("mlserver").allows("accept4", args));
+        assert!(!plan_of("mlserver").allows("no_such_call", args));
+    }
+
     /// The built-in profiles serve TCP on IPv4 and IPv6 and talk over UNIX sockets (Triton's
     /// gRPC listens on [::ffff:127.0.0.1]), and get every fixed rule.
     #[test]
     fn builtin_profiles_keep_tcp_and_unix_and_the_fixed_rules() {
-        for name in ["minimal", "triton", "triton-explicit"] {
+        for name in ["minimal", "triton", "triton-explicit", "triton-modelmesh"] {
             let src = crate::profile::builtin(name).unwrap();
             let loaded = crate::profile::parse(name, "builtin", src).unwrap();
             let p = compile(&loaded, &loaded.profile.seccomp).unwrap();

@@ -140,6 +140,45 @@ fn read_only_and_unlisted_paths_deny_every_write_with_eacces() {
     assert_eq!(std::fs::read(sb.path("ro/model.bin")).unwrap(), b"weights");
 }
 
+/// `make_dirs` (triton-modelmesh's /tmp): directories come and go, no file can be created, written
+/// or truncated below, even one the file permissions leave open (0666).
+#[test]
+fn make_dirs_allows_directories_and_refuses_files() {
+    require_root();
+    let sb = Sandbox::new();
+    let profile = sb.profile(free_port(), "");
+    let rw = sb.path("rw").display().to_string();
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        &format!("read_write = [\"{rw}\", \"/dev/null\"]"),
+        &format!("read_write = [\"/dev/null\"]\nmake_dirs = [\"{rw}\"]"),
+    );
+    assert!(text.contains("make_dirs"), "{text}");
+    std::fs::write(&profile, text).unwrap();
+    std::fs::write(sb.path("rw/open"), b"old").unwrap();
+    let mut perm = std::fs::metadata(sb.path("rw/open")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o666);
+    std::fs::set_permissions(sb.path("rw/open"), perm).unwrap();
+    let p = |r: &str| sb.path(r).display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["mkdir".into(), p("rw/d")], "ok"),
+        (vec!["mkdir".into(), p("rw/d/e")], "ok"),
+        (vec!["create".into(), p("rw/new")], "errno=EACCES"),
+        (vec!["create".into(), p("rw/d/e/model.py")], "errno=EACCES"),
+        (vec!["write".into(), p("rw/open")], "errno=EACCES"),
+        (vec!["truncate".into(), p("rw/open")], "errno=EACCES"),
+        (vec!["read".into(), p("rw/open")], "ok"),
+        (vec!["exec".into(), p("rw/open")], "errno=EACCES"),
+    ];
+    for (args, want) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(outcome(&sb, &a), want, "{args:?}");
+    }
+    // Checked from outside: the directories exist, no file appeared, the open file is intact.
+    assert!(sb.path("rw/d/e").is_dir());
+    assert!(!sb.path("rw/new").exists() && !sb.path("rw/d/e/model.py").exists());
+    assert_eq!(std::fs::read(sb.path("rw/open")).unwrap(), b"old");
+}
+
 #[test]
 fn exec_from_a_writable_directory_is_denied() {
     require_root();

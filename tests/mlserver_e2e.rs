@@ -342,6 +342,159 @@ fn config_that_widens_exposure_is_refused_before_start() {
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
 
+/// Kafka and tracing egress the profile names: the port the client library will dial (its own
+/// defaults included) becomes the Landlock connect rule, and an endpoint whose port stockade
+/// cannot tell is refused before start, naming the settings key (dry run of the real binary).
+#[test]
+fn egress_endpoint_ports_become_connect_rules_or_are_refused() {
+    let ml = ml();
+    let ports = format!(
+        "\"http_port\": {}, \"grpc_port\": {}",
+        free_port(),
+        free_port()
+    );
+    let dir = tempdir_in("stockade-mlserver-egress-", "/tmp");
+    let endpoints = [
+        (
+            "kafka_servers = []",
+            "kafka_servers = [\"broker\", \"[::1]:19092\"]",
+        ),
+        (
+            "tracing_servers = []",
+            "tracing_servers = [\"otel\", \"http://otel:14317/v1/traces\"]",
+        ),
+    ];
+    let without_connect = dir.path().join("no-connect.toml");
+    fs::rename(edited_profile(dir.path(), &endpoints), &without_connect).unwrap();
+    let mut edits = endpoints.to_vec();
+    edits.push((CONNECT_FROM, CONNECT_TO));
+    let profile = edited_profile(dir.path(), &edits);
+    let dry = |profile: &Path, settings: &str| {
+        let (_d, repo) = make_repo(settings);
+        let mut c = Command::new(STOCKADE);
+        c.env_clear()
+            .env("PATH", &ml.path)
+            .current_dir("/")
+            .arg("--profile")
+            .arg(profile)
+            .args(["--dry-run", "--"])
+            .arg(&ml.exe)
+            .arg("start")
+            .arg(&repo);
+        let (out, _) = run_bounded(c, Duration::from_secs(20));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let connect = |stdout: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("tcp connect"))
+            .unwrap_or_else(|| panic!("no tcp connect line:\n{stdout}"))
+            .trim()
+            .to_string()
+    };
+    // No egress: no connect rule.
+    let (code, out, err) = dry(&profile, &format!("{{{ports}}}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "(none)");
+    // A portless broker: aiokafka's 9092; [::1]:19092 its own port.
+    let kafka =
+        format!("{{{ports}, \"kafka_enabled\": true, \"kafka_servers\": \"broker,[::1]:19092\"}}");
+    let (code, out, err) = dry(&profile, &kafka);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "9092, 19092");
+    // An OTLP URL: its netloc's port.
+    let (code, out, err) = dry(
+        &profile,
+        &format!("{{{ports}, \"tracing_server\": \"http://otel:14317/v1/traces\"}}"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(connect(&out), "14317");
+    // A portless collector: gRPC would pick 443, which nothing names: refused, key named.
+    let (code, out, err) = dry(
+        &profile,
+        &format!("{{{ports}, \"tracing_server\": \"otel\"}}"),
+    );
+    assert_eq!(code, Some(78), "{out}{err}");
+    assert!(
+        err.contains("settings.json: tracing_server: OpenTelemetry collector 'otel' names no port")
+            && err.contains("connect_tcp"),
+        "{err}"
+    );
+    // The endpoint listed, but the profile's seccomp has no `connect` (the built-in mlserver's):
+    // refused before start instead of ENOSYS at run time.
+    let (code, out, err) = dry(&without_connect, &kafka);
+    assert_eq!(code, Some(78), "{out}{err}");
+    assert!(
+        err.contains("settings.json: kafka_servers: MLServer would connect to TCP port 9092")
+            && err.contains("does not allow `connect`"),
+        "{err}"
+    );
+}
+
+/// The built-in mlserver profile's seccomp allow-list, with `connect` added (for egress tests).
+const CONNECT_FROM: &str = "\"accept4\", \"access\",";
+const CONNECT_TO: &str = "\"accept4\", \"access\", \"connect\",";
+
+/// The connect rule is real: MLServer, confined, exports its trace spans to the collector port
+/// the profile names (a listener of this test on loopback), i.e. Landlock lets exactly that
+/// connect through; the dry run above shows the rule, compromised_model_is_contained shows other
+/// ports refused.
+#[test]
+fn tracing_export_reaches_the_named_collector() {
+    let ml = ml();
+    let _g = serial();
+    let collector = TcpListener::bind("127.0.0.1:0").unwrap();
+    collector.set_nonblocking(true).unwrap();
+    let port = collector.local_addr().unwrap().port();
+    let endpoint = format!("127.0.0.1:{port}");
+    let dir = tempdir_in("stockade-mlserver-otel-", "/tmp");
+    let profile = edited_profile(
+        dir.path(),
+        &[
+            (
+                "tracing_servers = []",
+                &format!("tracing_servers = [\"{endpoint}\"]"),
+            ),
+            (CONNECT_FROM, CONNECT_TO),
+        ],
+    );
+    let mut s = Server::start_with(
+        &ml,
+        false,
+        profile.to_str().unwrap(),
+        &format!(", \"tracing_server\": \"{endpoint}\""),
+    );
+    match http_req(s.http, "POST", "/v2/models/add/infer", INFER) {
+        Some((200, body)) if body.contains("\"data\":[11.0,22.0]") => {}
+        other => s.fail(format!("inference answer: {other:?}")),
+    }
+    // BatchSpanProcessor exports every 5 s: wait up to 30 s for the connection.
+    let t0 = Instant::now();
+    let peer = loop {
+        match collector.accept() {
+            Ok((_, peer)) => break peer,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => s.fail(format!("accept: {e}")),
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            s.fail(format!("no span export to {endpoint} within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "[mlserver] span export from {peer} to {endpoint} after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let err = fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(!err.contains("Permission denied"), "{err}");
+    // Drop kills what this test started: the exporter's retries to a collector that speaks no
+    // gRPC would only stretch a graceful stop (tested elsewhere).
+}
+
 /// ModelInfer over gRPC; prints OUTPUT0 as a list of floats.
 const GRPC_INFER: &str = r#"
 import struct, sys, grpc
@@ -382,10 +535,15 @@ impl Server {
     /// `rootless`: stockade itself runs as uid 65534 (setpriv), with no private mounts; the
     /// repository then lives outside the read-write /tmp (/var/tmp), as stockade requires.
     fn start_as(ml: &Ml, rootless: bool) -> Server {
+        Server::start_with(ml, rootless, "mlserver", "")
+    }
+
+    /// `extra_settings`: more `settings.json` keys (`, "key": value...`).
+    fn start_with(ml: &Ml, rootless: bool, profile: &str, extra_settings: &str) -> Server {
         let (http, grpc, metrics) = (free_port(), free_port(), free_port());
         let (dir, repo) = make_repo_in(
             &format!(
-                "{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}}}"
+                "{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}{extra_settings}}}"
             ),
             if rootless { "/var/tmp" } else { "/tmp" },
         );
@@ -398,12 +556,12 @@ impl Server {
                 .env("STOCKADE_LOG", "info")
                 .current_dir("/")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", STOCKADE])
-                .args(["--profile", "mlserver", "--"])
+                .args(["--profile", profile, "--"])
                 .arg(&ml.exe)
                 .args(["start", &repo_s]);
             c
         } else {
-            stockade(ml, "mlserver", &["start", &repo_s])
+            stockade(ml, profile, &["start", &repo_s])
         };
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.path().join("stdout")).unwrap())

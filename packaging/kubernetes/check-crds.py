@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Checks the custom-resource manifests (Istio AuthorizationPolicy, KServe ServingRuntime), whose
-CRD schemas cannot be downloaded here, against strict schemas written from the projects'
-documented APIs for the fields these manifests use (unknown fields are refused), plus stockade's
+"""Checks the custom-resource manifests (Istio AuthorizationPolicy and IstioOperator, KServe
+ServingRuntime), whose CRD schemas cannot be downloaded here, against strict schemas written from
+the projects' documented APIs for the fields these manifests use (unknown fields are refused), plus stockade's
 own requirements. The ServingRuntimes' containers and volumes are handed on as a Pod, built the
 way the ModelMesh controller builds the runtime Deployment (models-dir emptyDir mounted at
 /models in every runtime container), so kubernetes-validate and check-pss.py check them.
@@ -11,7 +11,10 @@ way the ModelMesh controller builds the runtime Deployment (models-dir emptyDir 
     check-crds.py authz MLSERVER_PYTHON [--self-test] FILE...
         every model-repository route of the installed MLServer (HTTP routes whose handler is
         ModelRepositoryEndpoints; gRPC methods of the servicers that call the repository handlers),
-        derived from the package now, must be denied; the inference routes must not be
+        derived from the package now, must be denied; the inference routes must not be;
+        with the shipped IstioOperator's meshConfig.pathNormalization, no spelling of an HTTP
+        repository route (%2F, %5C, //, dot segments, encoded letters), normalized as Istio
+        documents it, may reach a repository endpoint of the real MLServer app past the policy
     check-crds.py dryrun STOCKADE REPO_DIR WORKDIR FILE...
         each ServingRuntime's exact stockade argv and env, through the real binary (--dry-run),
         against the real installed Triton / MLServer; the runtime's management port must come out
@@ -118,7 +121,20 @@ SERVING_RUNTIME = obj({
         ["supportedModelFormats", "containers"])},
     ["apiVersion", "kind", "metadata", "spec"])
 
-SCHEMAS = {"AuthorizationPolicy": AUTHZ, "ServingRuntime": SERVING_RUNTIME}
+# Istio install.istio.io/v1alpha1 IstioOperator, only spec.meshConfig.pathNormalization
+# (istio.io reference "Global Mesh Options", MeshConfig.ProxyPathNormalization).
+NORMALIZATIONS = ["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
+ISTIO_OPERATOR = obj({
+    "apiVersion": {"const": "install.istio.io/v1alpha1"},
+    "kind": {"const": "IstioOperator"},
+    "metadata": METADATA,
+    "spec": obj({"meshConfig": obj({"pathNormalization": obj(
+        {"normalization": {"enum": NORMALIZATIONS}}, ["normalization"])}, ["pathNormalization"])},
+        ["meshConfig"])},
+    ["apiVersion", "kind", "metadata", "spec"])
+
+SCHEMAS = {"AuthorizationPolicy": AUTHZ, "ServingRuntime": SERVING_RUNTIME,
+           "IstioOperator": ISTIO_OPERATOR}
 MODELS_DIR, MODELS_VOLUME = "/models", "models-dir"  # modelmesh-serving controllers/modelmesh
 STOCKADE = "/usr/bin/stockade"
 EXEC_PRELUDE = re.compile(r'^mkdir -p -m 0777 (/models/_[a-z]+_models) && exec "\$0" "\$@"$')
@@ -201,6 +217,18 @@ def runtime_problems(doc):
             if not any(prof.startswith(p + "/") and m.get("readOnly") and "configMap" in vols.get(m["name"], {})
                        for p, m in mounts.items()):
                 out.append(f"{w}: profile {prof} must come from a read-only ConfigMap mount")
+        # Triton: ModelMesh's adapter loads over loopback gRPC without metadata, which only the
+        # built-in triton-modelmesh allows (triton-explicit refuses it, triton has no model
+        # control); its restricted-API secrets go to /run/stockade, on a writable emptyDir.
+        if c.get("name") == "triton":
+            if prof != "triton-modelmesh":
+                out.append(f"{w}: Triton under ModelMesh needs --profile triton-modelmesh (the "
+                           f"adapter's RepositoryModelLoad carries no header; got {prof!r})")
+            run = vols.get((mounts.get("/run") or {}).get("name")) or {}
+            if "emptyDir" not in run or mounts["/run"].get("readOnly"):
+                out.append(f"{w}: /run must be a writable emptyDir (/run/stockade/*.secret)")
+        elif not (prof.startswith("/") or prof == "mlserver"):
+            out.append(f"{w}: MLServer needs an mlserver profile (got {prof!r})")
         server_argv = argv[4:]
         repo = next((a.split("=", 1)[1] for a in server_argv if a.startswith("--model-repository=")), None)
         if server_argv[:2] == ["mlserver", "start"] and len(server_argv) == 3:
@@ -290,6 +318,13 @@ def mutations():
          lambda d: d["spec"].update(grpcDataEndpoint="port:9999")),
         ("adapter serverType names no container", "ServingRuntime",
          lambda d: c0(d).update(name="server")),
+        ("unknown meshConfig field", "IstioOperator",
+         lambda d: d["spec"]["meshConfig"].update(defaultConfig={})),
+        ("normalization not an Istio value", "IstioOperator",
+         lambda d: d["spec"]["meshConfig"]["pathNormalization"].update(normalization="DECODE")),
+        ("profile triton-explicit (the adapter's loads refused)", "ServingRuntime",
+         lambda d: c0(d)["command"].__setitem__(c0(d)["command"].index("--profile") + 1,
+                                                "triton-explicit")),
     ]
 
 
@@ -387,6 +422,74 @@ print(json.dumps({"http": http, "grpc": grpc}))
 '''
 
 
+# Which route of the installed MLServer's real FastAPI app a request path reaches: uvicorn
+# percent-decodes the raw path once (`unquote`) and Starlette routes on the result.
+MATCH = r'''
+import json, sys
+from urllib.parse import unquote
+from starlette.routing import Match
+from mlserver.settings import Settings
+from mlserver.rest.app import create_app
+app = create_app(Settings(), None, None)
+out = {}
+for raw in json.load(sys.stdin):
+    scope = {"type": "http", "method": "POST", "path": unquote(raw), "raw_path": raw.encode(),
+             "root_path": "", "query_string": b"", "headers": []}
+    out[raw] = next((r.path for r in app.routes if hasattr(r, "endpoint")
+                     and r.matches(scope)[0] == Match.FULL), None)
+print(json.dumps(out))
+'''
+
+UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def remove_dot_segments(path):
+    out = []
+    for seg in path.split("/")[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    tail = "/" if path.endswith(("/.", "/..")) else ""
+    return "/" + "/".join(out) + tail
+
+
+def envoy_path(path, mode):
+    """The path Istio's sidecar matches policies against AND forwards to the backend, per Istio's
+    "Authorization Policy Normalization" reference: %00 rejected (None); BASE decodes the
+    percent-encoded unreserved characters once (no double decoding), turns backslashes into
+    slashes and resolves dot segments (RFC 3986); MERGE_SLASHES also merges slashes;
+    DECODE_AND_MERGE_SLASHES also decodes %2F and %5C. A model of the documented behaviour, not
+    Envoy itself."""
+    if re.search(r"%00", path):
+        return None
+    if mode == "NONE":
+        return path
+    decode = UNRESERVED | ({"/", "\\"} if mode == "DECODE_AND_MERGE_SLASHES" else set())
+    def dec(m):
+        c = chr(int(m.group(1), 16))
+        return c if c in decode else m.group(0)
+    p = re.sub(r"%([0-9A-Fa-f]{2})", dec, path).replace("\\", "/")
+    if mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"):
+        p = re.sub(r"/{2,}", "/", p)
+    return remove_dot_segments(p)
+
+
+def variants(path):
+    """Spellings of one request path that a client could send to reach the same route."""
+    segs = path.split("/")[1:]
+    out = {path}
+    for sep in ("%2F", "%2f", "%5C", "%5c", "\\", "//", "/./", "%252F"):
+        out.add("/" + sep.join(segs))
+        for i in range(1, len(segs)):
+            out.add("/" + "/".join(segs[:i]) + sep + "/".join(segs[i:]))
+    out.add("/" + "/".join(segs[:-1] + ["".join("%%%02X" % ord(c) for c in segs[-1])]))
+    out.add("/x/.." + path)
+    out.add("/" + "/".join(segs[:1] + ["%2E", *segs[1:]]))
+    return sorted(out)
+
+
 def istio_match(pattern, path):
     if pattern == "*":
         return True
@@ -424,6 +527,31 @@ def authz(mlpython, files, self_test):
     if not policies:
         print("FAIL no mlserver AuthorizationPolicy")
         return 1
+    meshes = [d for _, d in load(files) if d.get("kind") == "IstioOperator"]
+    if len(meshes) != 1:
+        print(f"FAIL expected one IstioOperator (the mesh's path normalization), got {len(meshes)}")
+        return 1
+    shipped = meshes[0]["spec"]["meshConfig"]["pathNormalization"]["normalization"]
+    # Every spelling of every HTTP repository route, through each normalization, to the route
+    # the real MLServer app gives the forwarded path.
+    http_repo = [r for r, is_repo in routes["http"] if is_repo]
+    spellings = sorted({v for r in http_repo for path in instances(r) for v in variants(path)})
+    forwarded = {(v, m): envoy_path(v, m) for v in spellings for m in NORMALIZATIONS}
+    out = subprocess.run([mlpython, "-c", MATCH], capture_output=True, text=True, timeout=120,
+                         cwd="/", input=json.dumps(sorted({f for f in forwarded.values() if f})))
+    if out.returncode:
+        print(out.stderr[-2000:])
+        print("FAIL cannot route paths through the installed MLServer's app")
+        return 1
+    reaches = json.loads(out.stdout.strip().splitlines()[-1])
+    if any(reaches.get(p) not in http_repo for r in http_repo for p in instances(r)):
+        print("FAIL the plain repository paths do not route to the repository endpoints")
+        return 1
+
+    def bypasses(pol, mode):
+        """Spellings that reach a repository endpoint although the policy does not deny them."""
+        return [v for v in spellings if (f := forwarded[(v, mode)]) is not None
+                and reaches.get(f) in http_repo and not denied(pol, f)]
     if len(repo) < 6 or not other:
         print(f"FAIL implausible route list from the installed MLServer: {routes}")
         return 1
@@ -439,7 +567,11 @@ def authz(mlpython, files, self_test):
               if not denied(pol, path)]
         p += [f"{path} (from {r}) is denied but serves inference"
               for r in other for path in instances(r) if denied(pol, path)]
+        p += [f"{v} reaches a repository endpoint past the policy (mesh normalization {mode})"
+              for v in bypasses(pol, mode)[:3]]
         return p
+
+    mode = shipped
 
     for pol in policies:
         p = problems(pol)
@@ -448,6 +580,9 @@ def authz(mlpython, files, self_test):
         if not p:
             print(f"ok   {pol['metadata']['name']}: denies every model-repository route of the "
                   "installed MLServer (HTTP and gRPC) and no inference route")
+            print(f"ok   {pol['metadata']['name']} + meshConfig.pathNormalization {shipped}: none "
+                  f"of {len(spellings)} spellings (%2F, %5C, //, dot segments, encoded letters) "
+                  "reaches a repository endpoint of the real MLServer app past the policy")
         fails += bool(p)
         if self_test:
             ops = [t["operation"] for r in pol["spec"]["rules"] for t in r["to"]]
@@ -464,6 +599,13 @@ def authz(mlpython, files, self_test):
             m = copy.deepcopy(pol); m["spec"]["rules"][0]["from"] = [{"source": {"notPrincipals": ["*"]}}]
             muts.append(("only for unauthenticated callers", m))
             missed = [w for w, m in muts if not problems(m)]
+            # Weaker mesh normalizations let an encoded spelling through (the check can fail).
+            for weaker in NORMALIZATIONS[:-1]:
+                found = bypasses(pol, weaker)
+                if found:
+                    print(f"ok   self-test: normalization {weaker} lets {found[0]} through")
+                else:
+                    missed.append(f"under normalization {weaker}")
             for w in missed:
                 print(f"FAIL self-test: policy {w} still passes")
             if not missed:
@@ -517,7 +659,8 @@ def dryrun(stockade, repo_dir, workdir, files):
             argv[4] = triton["TRITONSERVER"]
             # The image's Triton lives in /opt/tritonserver; this machine's elsewhere.
             argv.append("--backend-directory=" + triton["TRITON_BACKENDS"])
-            want = f"grpc endpoint on 127.0.0.1:{port}"
+            want = (f"model-repository API (RepositoryIndex, RepositoryModelLoad, "
+                    f"RepositoryModelUnload) open WITHOUT a header on gRPC 127.0.0.1:{port} only")
         elif server == "mlserver":
             env["PATH"] = MLSERVER_BIN + ":/usr/bin:/bin"
             want = f"grpc 127.0.0.1:{port}"

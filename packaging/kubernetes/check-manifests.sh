@@ -35,7 +35,7 @@ trap 'rm -rf "$work"' EXIT
 manifests=() crds=()
 for f in "$here"/*.yaml; do
     if "$py" -c 'import sys, yaml
-sys.exit(0 if all(d["kind"] not in ("AuthorizationPolicy", "ServingRuntime")
+sys.exit(0 if all(d["kind"] not in ("AuthorizationPolicy", "ServingRuntime", "IstioOperator")
                   for d in yaml.safe_load_all(open(sys.argv[1])) if d) else 1)' "$f"; then
         manifests+=("$f")
     else

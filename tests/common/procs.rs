@@ -103,13 +103,14 @@ pub fn http_req(port: u16, method: &str, path: &str, body: &str) -> Option<(u16,
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
+    // One write: Triton's HTTP server (libevhtp) answered 404 to a request line that arrived in
+    // pieces (write! on an unbuffered stream writes each formatted part separately).
+    let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .ok()?;
+    );
+    s.write_all(req.as_bytes()).ok()?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -70,6 +70,8 @@ pub struct Effective {
     pub parallel_workers: i64,
     /// Outbound ports the profile's Kafka brokers / tracing collectors need.
     pub connect_ports: Vec<u16>,
+    /// Where each egress comes from: (source, settings key, port).
+    pub egress: Vec<(Source, &'static str, u16)>,
     pub notes: Vec<String>,
 }
 
@@ -97,10 +99,69 @@ fn port(inputs: &Inputs, key: &str, default: u16) -> std::result::Result<(u16, S
     }
 }
 
-/// `host:port` → port, for egress the profile allows.
-fn endpoint_port(s: &str) -> Option<u16> {
-    let (_, p) = s.trim().rsplit_once(':')?;
-    p.parse::<u16>().ok().filter(|p| *p != 0)
+/// aiokafka's default broker port (`aiokafka.conn.DEFAULT_KAFKA_PORT`).
+const KAFKA_DEFAULT_PORT: u16 = 9092;
+
+fn tcp_port(p: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(n) if n != 0 => Ok(n),
+        _ => Err(format!("port '{p}' is not a TCP port in 1..=65535")),
+    }
+}
+
+/// The TCP port aiokafka connects to for one bootstrap entry, by its own rules
+/// (`aiokafka.conn.get_ip_port_afi`): `[v6]:port` and `host:port` name it; `host`, `[v6]` and a
+/// bare IPv6 literal mean 9092.
+pub fn kafka_port(s: &str) -> Result<u16, String> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (_, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "an unclosed '[' (IPv6 literal)".to_string())?;
+        return match after.strip_prefix(':') {
+            None if after.is_empty() => Ok(KAFKA_DEFAULT_PORT),
+            None => Err(format!("'{after}' after the IPv6 literal")),
+            Some(p) => tcp_port(p),
+        };
+    }
+    if !s.contains(':') || s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(KAFKA_DEFAULT_PORT);
+    }
+    let (_, p) = s.rsplit_once(':').unwrap_or_default();
+    tcp_port(p)
+}
+
+/// The TCP port MLServer's OTLP gRPC exporter dials for `tracing_server`: a URL's `host:port`
+/// (`scheme://host:port/...`, as opentelemetry's `urlparse(...).netloc`), else the value itself
+/// as a gRPC target. Without a port gRPC picks its own default (443): refused, so that the connect
+/// rule stockade adds is the port the endpoint names.
+pub fn otlp_port(s: &str) -> Result<u16, String> {
+    let s = s.trim();
+    let target = match s.split_once("://") {
+        Some((_, rest)) if !rest.starts_with('/') => {
+            rest.split(['/', '?', '#']).next().unwrap_or_default()
+        }
+        _ => s,
+    };
+    let no_port = || {
+        "names no port: gRPC would dial its default (443), which the endpoint does not say; give \
+         host:port"
+            .to_string()
+    };
+    if target.contains(['/', '@']) || target.is_empty() {
+        return Err("is not host:port (a gRPC target stockade cannot map to one TCP port)".into());
+    }
+    if let Some(rest) = target.strip_prefix('[') {
+        return match rest.split_once("]:") {
+            Some((_, p)) => tcp_port(p),
+            None => Err(no_port()),
+        };
+    }
+    match target.split_once(':') {
+        Some((host, p)) if !host.is_empty() && !p.contains(':') => tcp_port(p),
+        Some(_) => Err("is not host:port (a bare IPv6 literal needs [brackets])".into()),
+        None => Err(no_port()),
+    }
 }
 
 /// Check the effective configuration against the policy.
@@ -243,6 +304,7 @@ pub fn check(
     }
 
     let mut connect_ports = Vec::new();
+    let mut egress = Vec::new();
     if let Some(f) = setting(inputs, "kafka_enabled")?
         && config::as_bool(&f, "kafka_enabled")?
     {
@@ -265,10 +327,28 @@ pub fn check(
                     ),
                 ));
             }
-            connect_ports.extend(endpoint_port(srv));
+            let port = kafka_port(srv).map_err(|why| {
+                refuse(
+                    &src,
+                    "kafka_servers",
+                    format!(
+                        "Kafka broker '{srv}': {why}; stockade allows the connect by port \
+                         (landlock connect_tcp) and cannot tell which"
+                    ),
+                )
+            })?;
+            connect_ports.push(port);
+            egress.push((src.clone(), "kafka_servers", port));
         }
         notes.push(format!(
-            "mlserver: Kafka to {servers} (connect by port; Landlock cannot limit the host)"
+            "mlserver: Kafka to {servers}: landlock connect_tcp gets port(s) {} (by port: Landlock \
+             cannot limit the host; brokers the cluster metadata names on other ports stay \
+             unreachable)",
+            connect_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if let Some(f) = setting(inputs, "tracing_server")?
@@ -284,9 +364,21 @@ pub fn check(
                 ),
             ));
         }
-        connect_ports.extend(endpoint_port(&t));
+        let port = otlp_port(&t).map_err(|why| {
+            refuse(
+                &f.source,
+                "tracing_server",
+                format!(
+                    "OpenTelemetry collector '{t}' {why}; stockade allows the connect by port \
+                     (landlock connect_tcp)"
+                ),
+            )
+        })?;
+        connect_ports.push(port);
+        egress.push((f.source.clone(), "tracing_server", port));
         notes.push(format!(
-            "mlserver: tracing to {t} (connect by port; Landlock cannot limit the host)"
+            "mlserver: tracing to {t}: landlock connect_tcp gets port {port} (by port: Landlock \
+             cannot limit the host)"
         ));
     }
 
@@ -359,6 +451,7 @@ pub fn check(
         metrics_port: metrics.map(|(m, _)| m),
         parallel_workers: workers,
         connect_ports,
+        egress,
         notes,
     })
 }
@@ -398,6 +491,32 @@ fn refusal(r: Refusal) -> Error {
         key: r.key,
         reason: r.reason,
     }
+}
+
+/// Kafka and tracing egress is a TCP connect: the Landlock rule comes from the endpoint, but the
+/// profile's seccomp filter must allow `connect` too (the built-in `mlserver` profile does not:
+/// no egress by default), or MLServer's clients fail at run time with ENOSYS
+/// ("connect failed: ... Function not implemented", measured with the OTLP exporter). Refused
+/// before start instead, naming the settings key.
+fn egress_needs_connect(req: &Request<'_>, eff: &Effective) -> Result<()> {
+    let Some((source, key, port)) = eff.egress.first() else {
+        return Ok(());
+    };
+    let seccomp = crate::seccomp_policy::compile(req.loaded, &req.loaded.profile.seccomp)?;
+    // connect(fd, sockaddr *, sizeof(struct sockaddr_in)); no argument rule in stockade looks at
+    // more than the number.
+    if seccomp.allows("connect", [3, 0, 16, 0, 0, 0]) {
+        return Ok(());
+    }
+    Err(Error::ServerConfig {
+        source: source.to_string(),
+        key: (*key).to_string(),
+        reason: format!(
+            "MLServer would connect to TCP port {port} (landlock connect_tcp allows it), but the \
+             profile's [seccomp] does not allow `connect`: the client would fail with ENOSYS at \
+             run time; add \"connect\" to seccomp.allow in a profile that allows this egress"
+        ),
+    })
 }
 
 /// `mlserver start FOLDER` and nothing else; FOLDER resolved against the server's cwd.
@@ -493,6 +612,7 @@ impl Kind for MlServer {
         out.extra.bind_tcp.extend([eff.http_port, eff.grpc_port]);
         out.extra.bind_tcp.extend(eff.metrics_port);
         out.extra.connect_tcp.extend(&eff.connect_ports);
+        egress_needs_connect(req, &eff)?;
         if let Some(d) = &inputs.dotenv {
             out.notes.push(format!(
                 "mlserver reads {} (MLSERVER_* keys there apply where neither settings.json nor \

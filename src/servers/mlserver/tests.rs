@@ -309,6 +309,102 @@ fn kafka_and_tracing_egress_need_the_profile() {
     .unwrap();
 }
 
+/// The connect rule stockade adds is the port the client library dials: aiokafka's and the OTLP
+/// gRPC exporter's own parsing, defaults included; an endpoint whose port stockade cannot tell is
+/// refused before start, naming the key.
+#[test]
+fn egress_ports_follow_the_clients_parsing() {
+    for (s, want) in [
+        ("broker:9093", Ok(9093)),
+        ("broker", Ok(9092)),
+        (" 10.0.0.1:19092 ", Ok(19092)),
+        ("[::1]:9094", Ok(9094)),
+        ("[::1]", Ok(9092)),
+        ("::1", Ok(9092)),
+    ] {
+        assert_eq!(super::kafka_port(s), want, "{s}");
+    }
+    for s in ["broker:0", "broker:x", "broker:70000", "[::1", "[::1]x"] {
+        assert!(super::kafka_port(s).is_err(), "{s}");
+    }
+    for (s, want) in [
+        ("otel:4317", 4317),
+        ("http://otel:4317", 4317),
+        ("http://otel:4317/v1/traces", 4317),
+        ("https://[::1]:4318/", 4318),
+        ("[fd00::1]:4317", 4317),
+    ] {
+        assert_eq!(super::otlp_port(s), Ok(want), "{s}");
+    }
+    for s in [
+        "otel",
+        "http://otel",
+        "[::1]",
+        "::1",
+        "dns:///otel:4317",
+        "unix:///run/otel.sock",
+        "unix:/run/otel.sock",
+        "otel:0",
+        "otel:99999",
+        "http://user@otel:4317",
+        "",
+    ] {
+        assert!(super::otlp_port(s).is_err(), "{s:?}");
+    }
+    assert!(
+        super::otlp_port("otel")
+            .unwrap_err()
+            .contains("names no port")
+    );
+
+    // Through check(): a portless broker gets aiokafka's 9092; a portless collector is refused.
+    let p = Policy {
+        kafka_servers: vec!["broker".into(), "[::1]".into()],
+        tracing_servers: vec!["otel".into(), "http://otel:4317/".into()],
+        ..Policy::default()
+    };
+    let e = check(
+        &p,
+        &inputs(
+            json!({"kafka_enabled": true, "kafka_servers": "broker,[::1]", "tracing_server": "http://otel:4317/"}),
+            &[],
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(e.connect_ports, vec![9092, 9092, 4317]);
+    assert!(
+        e.notes
+            .iter()
+            .any(|n| n.contains("landlock connect_tcp gets port 4317")),
+        "{:?}",
+        e.notes
+    );
+    let (src, key, why) = refused_with(&p, &inputs(json!({"tracing_server": "otel"}), &[]), &[]);
+    assert_eq!(
+        (src.as_str(), key.as_str()),
+        ("/repo/settings.json", "tracing_server")
+    );
+    assert!(
+        why.contains("'otel' names no port") && why.contains("connect_tcp"),
+        "{why}"
+    );
+    let p = Policy {
+        kafka_servers: vec!["broker:x".into()],
+        ..Policy::default()
+    };
+    let (_, key, why) = refused_with(
+        &p,
+        &inputs(
+            json!({"kafka_enabled": true, "kafka_servers": "broker:x"}),
+            &[],
+        ),
+        &[],
+    );
+    assert_eq!(key, "kafka_servers");
+    assert!(why.contains("port 'x' is not a TCP port"), "{why}");
+}
+
 #[test]
 fn workers_are_bounded() {
     for n in [5, -1] {

@@ -16,6 +16,9 @@ impl Kind for Triton {
             .triton
             .as_ref()
             .ok_or_else(|| Error::Internal("triton profile without policy".into()))?;
+        if policy.get_ref().open_model_repository.is_some() {
+            override_files_blocked(req)?;
+        }
         let rw = super::rewrite(policy.get_ref(), req.args, req.dry_run).map_err(|e| {
             if e.missing {
                 Error::MissingFlagPath(e.to_string())
@@ -98,3 +101,32 @@ impl Kind for Triton {
         Ok(out)
     }
 }
+
+/// Triton writes a load request's `file:` overrides (a whole model: config and code) to
+/// `/tmp/folderXXXXXX` (core `kDefaultMountDirectory`, not configurable). With the load API open
+/// ([triton.open_model_repository]) the server must not be able to create files there: /tmp may
+/// be `make_dirs` (the python backend's `python_env_XXXXXX` is a bare directory), never
+/// `read_write`, nor below a `read_write` path.
+fn override_files_blocked(req: &Request<'_>) -> Result<()> {
+    let tmp = std::path::Path::new(OVERRIDE_DIR);
+    for e in &req.loaded.profile.landlock.read_write {
+        let p = std::path::Path::new(e.get_ref().path());
+        let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        if tmp.starts_with(&canon) {
+            return Err(req.loaded.err(
+                e.span(),
+                format!(
+                    "[triton.open_model_repository] needs {OVERRIDE_DIR} out of landlock \
+                     read_write ({} is listed): a load's file: overrides are written to \
+                     {OVERRIDE_DIR}/folderXXXXXX and executed; list {OVERRIDE_DIR} in make_dirs \
+                     instead",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where tritonserver 2.51 localizes load overrides (core `kDefaultMountDirectory`).
+const OVERRIDE_DIR: &str = "/tmp";

@@ -38,7 +38,34 @@ pub struct Policy {
     /// Restricted API groups merged into `--http-restricted-api` / `--grpc-restricted-protocol`.
     #[serde(default)]
     pub restricted: Vec<RestrictedGroup>,
+    /// The model-repository API answers without a header on gRPC, on a loopback listener only
+    /// (ModelMesh's adapter sends no metadata).
+    #[serde(default)]
+    pub open_model_repository: Option<OpenModelRepository>,
 }
+
+/// `[triton.open_model_repository]`: leave the `model-repository` category (load, unload,
+/// index) unrestricted on gRPC. Accepted only with every other admin category, and
+/// `model-repository` on HTTP, in a restricted group; at run time only with `--grpc-address` on
+/// loopback.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenModelRepository {
+    /// Must be `"grpc"`: the one protocol ModelMesh's adapter uses.
+    pub protocol: Protocol,
+    pub reason: String,
+}
+
+/// Admin categories that stay behind a restricted group even when the model-repository API is
+/// open on gRPC: runtime log/trace settings, shared-memory registration (maps any named
+/// region), per-model configuration and statistics.
+pub const ADMIN_CATEGORIES: &[&str] = &[
+    "model-config",
+    "statistics",
+    "trace",
+    "logging",
+    "shared-memory",
+];
 
 /// A flag value in TOML: `true`, `30` or `"none"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -345,7 +372,64 @@ impl Policy {
                 ));
             }
         }
-        self.check_restricted()
+        self.check_restricted()?;
+        self.check_open_model_repository()
+    }
+
+    /// Is `category` in a restricted group on `proto`?
+    pub fn locks(&self, proto: Protocol, category: &str) -> bool {
+        self.restricted
+            .iter()
+            .any(|g| g.protocols.contains(&proto) && g.categories.iter().any(|c| c == category))
+    }
+
+    fn check_open_model_repository(&self) -> Result<(), RewriteError> {
+        let Some(open) = &self.open_model_repository else {
+            return Ok(());
+        };
+        let flag = Protocol::Grpc.flag();
+        if open.protocol != Protocol::Grpc {
+            return Err(err(
+                Protocol::Http.flag(),
+                "[triton.open_model_repository] protocol must be \"grpc\": the HTTP \
+                 model-repository API stays behind a restricted group",
+            ));
+        }
+        if open.reason.trim().is_empty() {
+            return Err(err(flag, "every entry needs a reason"));
+        }
+        if self.locks(Protocol::Grpc, "model-repository") {
+            return Err(err(
+                flag,
+                "[triton.open_model_repository] and a restricted group both name \
+                 model-repository on grpc",
+            ));
+        }
+        if !self.locks(Protocol::Http, "model-repository") {
+            return Err(err(
+                Protocol::Http.flag(),
+                "[triton.open_model_repository] needs model-repository in a restricted group \
+                 on http (only gRPC on loopback may be open)",
+            ));
+        }
+        for c in ADMIN_CATEGORIES {
+            for p in [Protocol::Http, Protocol::Grpc] {
+                if !self.locks(p, c) {
+                    return Err(err(
+                        p.flag(),
+                        format!(
+                            "[triton.open_model_repository] needs '{c}' in a restricted group on \
+                             {} (only the model-repository API may be open)",
+                            match p {
+                                Protocol::Http => "http",
+                                Protocol::Grpc => "grpc",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_restricted(&self) -> Result<(), RewriteError> {

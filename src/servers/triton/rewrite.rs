@@ -154,6 +154,7 @@ pub fn rewrite(
     }
 
     check_values(policy, &values)?;
+    check_open_model_repository(policy, &values, &mut notes)?;
     let endpoints = listeners(policy, &values, &mut notes)?;
     let bind_ports = endpoints.iter().map(|(_, a)| a.port()).collect();
     let http_endpoint = endpoints
@@ -715,9 +716,9 @@ fn check_dynamic_models(policy: &Policy, values: &Values) -> Result<(), RewriteE
         ("allow-http", Protocol::Http),
         ("allow-grpc", Protocol::Grpc),
     ] {
-        let locked = policy.restricted.iter().any(|g| {
-            g.protocols.contains(&proto) && g.categories.iter().any(|c| c == "model-repository")
-        });
+        // Open on gRPC only with --grpc-address on loopback (check_open_model_repository).
+        let open = proto == Protocol::Grpc && policy.open_model_repository.is_some();
+        let locked = open || policy.locks(proto, "model-repository");
         if is_true(values, allow) && !locked {
             return Err(RewriteError::new(
                 ID,
@@ -739,6 +740,47 @@ fn check_dynamic_models(policy: &Policy, values: &Values) -> Result<(), RewriteE
             ));
         }
     }
+    Ok(())
+}
+
+/// `[triton.open_model_repository]`: the load/unload/index API answers without a header on
+/// gRPC, so gRPC must listen on loopback only; checked before the address allow-list so the
+/// refusal says why.
+fn check_open_model_repository(
+    policy: &Policy,
+    values: &Values,
+    notes: &mut Vec<String>,
+) -> Result<(), RewriteError> {
+    const ID: &str = "grpc-address";
+    let Some(open) = &policy.open_model_repository else {
+        return Ok(());
+    };
+    if !is_true(values, "allow-grpc") {
+        notes.push(
+            "gRPC is off: the model-repository API the profile opens on gRPC is not served".into(),
+        );
+        return Ok(());
+    }
+    let a = single(values, ID).unwrap_or_default();
+    if !a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return Err(RewriteError::new(
+            ID,
+            format!(
+                "'{a}' is not a loopback address: the profile leaves the model-repository API \
+                 (load, unload, index) open without a header on gRPC \
+                 ([triton.open_model_repository]), so gRPC may listen on 127.0.0.1 or ::1 only: {}",
+                open.reason
+            ),
+        ));
+    }
+    let port = single(values, "grpc-port").unwrap_or_default();
+    notes.push(format!(
+        "model-repository API (RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload) open \
+         WITHOUT a header on gRPC {a}:{port} only: any process that can reach this loopback \
+         address (the pod's network namespace) can load and unload models from the read-only \
+         repository; on HTTP it stays restricted; {}",
+        open.reason
+    ));
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use super::*;
 
 const PROFILE: &str = include_str!("../../../profiles/triton.toml");
 const EXPLICIT: &str = include_str!("../../../profiles/triton-explicit.toml");
+const MODELMESH: &str = include_str!("../../../profiles/triton-modelmesh.toml");
 
 #[derive(serde::Deserialize)]
 struct File {
@@ -47,7 +48,14 @@ impl Fx {
         policy.code_dirs.repoagent_directory = root.join("install/repoagents");
         policy.code_dirs.cache_directory = root.join("install/caches");
         policy.code_dirs.allowed_roots = vec![root.join("install")];
-        policy.restricted[0].generate_secret_file = Some(root.join("run/stockade/admin.secret"));
+        for (i, g) in policy.restricted.iter_mut().enumerate() {
+            let name = if i == 0 {
+                "admin".into()
+            } else {
+                format!("admin{i}")
+            };
+            g.generate_secret_file = Some(root.join(format!("run/stockade/{name}.secret")));
+        }
         if let Some(lf) = policy.log_file.as_mut() {
             lf.allowed_dirs = vec![root.join("log")];
         }
@@ -101,6 +109,7 @@ fn option_table_is_complete_and_unique() {
 fn profiles_parse_and_check() {
     load(PROFILE).check().expect("triton.toml");
     load(EXPLICIT).check().expect("triton-explicit.toml");
+    load(MODELMESH).check().expect("triton-modelmesh.toml");
     assert!(PROFILE.contains("\n# --- triton argv policy (the [triton] tables) ---\n"));
     assert!(toml::from_str::<File>("[triton]\nbogus = 1\n").is_err());
 }
@@ -746,6 +755,102 @@ fn explicit_mode_profile() {
             .reason
             .contains("loopback")
     );
+}
+
+/// ModelMesh's adapter: the model-repository API open on loopback gRPC only, every other admin
+/// category (and model-repository on HTTP) still behind a secret.
+#[test]
+fn modelmesh_profile_opens_repository_on_loopback_grpc_only() {
+    let fx = Fx::with(MODELMESH);
+    let rw = fx.run(&[]).expect("modelmesh defaults");
+    for a in [
+        "--model-control-mode=explicit",
+        "--allow-grpc=true",
+        "--grpc-address=127.0.0.1",
+        "--grpc-port=8001",
+        "--http-address=127.0.0.1",
+    ] {
+        assert!(has(&rw, a), "{a} in {:?}", rw.args);
+    }
+    let flag = |f: &str| -> Vec<&String> { rw.args.iter().filter(|a| a.starts_with(f)).collect() };
+    let grpc = flag("--grpc-restricted-protocol=");
+    assert_eq!(grpc.len(), 1, "{grpc:?}");
+    assert!(!grpc[0].contains("model-repository"), "{grpc:?}");
+    for c in policy::ADMIN_CATEGORIES {
+        assert!(grpc[0].contains(c), "{c} restricted on gRPC: {grpc:?}");
+    }
+    let http = flag("--http-restricted-api=");
+    assert!(
+        http.len() == 1 && http[0].contains("model-repository"),
+        "{http:?}"
+    );
+    assert!(
+        rw.notes
+            .iter()
+            .any(|n| n.contains("WITHOUT a header on gRPC 127.0.0.1:8001")),
+        "{:?}",
+        rw.notes
+    );
+    assert!(fx.run(&["--grpc-address=::1"]).is_ok());
+    // A non-loopback gRPC address is refused, naming the flag, even if [triton.listen] allowed
+    // it (the pod profile's 0.0.0.0).
+    let mut fx = Fx::with(MODELMESH);
+    fx.policy.listen.allowed_addresses.push("0.0.0.0".into());
+    fx.policy.listen.allowed_addresses.push("10.0.0.1".into());
+    for a in ["0.0.0.0", "10.0.0.1", "::ffff:127.0.0.1"] {
+        let e = err(fx.run(&[&format!("--grpc-address={a}")]));
+        assert_eq!(e.flag, "grpc-address", "{a}: {e}");
+        assert!(
+            e.reason.contains("not a loopback address")
+                && e.reason.contains("[triton.open_model_repository]"),
+            "{e}"
+        );
+    }
+    // gRPC off: nothing open, said so.
+    let rw = fx.run(&["--allow-grpc=false"]).expect("grpc off");
+    assert!(rw.notes.iter().any(|n| n.starts_with("gRPC is off")));
+    // HTTP cannot be opened by the operator either: the category is already the profile's.
+    let e = err(fx.run(&["--http-restricted-api=model-repository:k=0123456789abcdef0"]));
+    assert!(e.reason.contains("already restricted"), "{e}");
+}
+
+#[test]
+fn open_model_repository_needs_everything_else_locked() {
+    load(MODELMESH).check().expect("as shipped");
+    let mut p = load(MODELMESH);
+    p.open_model_repository.as_mut().unwrap().protocol = policy::Protocol::Http;
+    assert!(
+        p.check()
+            .expect_err("http")
+            .reason
+            .contains("must be \"grpc\"")
+    );
+    let mut p = load(MODELMESH);
+    p.restricted[1].categories.push("model-repository".into());
+    assert!(p.check().expect_err("both").reason.contains("both name"));
+    let mut p = load(MODELMESH);
+    p.restricted[0]
+        .categories
+        .retain(|c| c != "model-repository");
+    let e = p.check().expect_err("http open");
+    assert_eq!(e.flag, "http-restricted-api", "{e}");
+    for c in policy::ADMIN_CATEGORIES {
+        for g in 0..2 {
+            let mut p = load(MODELMESH);
+            p.restricted[g].categories.retain(|x| x != c);
+            let e = p.check().expect_err(c);
+            assert!(e.reason.contains(&format!("needs '{c}'")), "{e}");
+        }
+    }
+    let mut p = load(MODELMESH);
+    p.open_model_repository.as_mut().unwrap().reason = " ".into();
+    assert!(p.check().is_err(), "reason");
+    // Without the table the same groups leave gRPC's load API unlocked: explicit mode refused.
+    let mut fx = Fx::with(MODELMESH);
+    fx.policy.open_model_repository = None;
+    let e = err(fx.run(&[]));
+    assert_eq!(e.flag, "model-control-mode", "{e}");
+    assert!(e.reason.contains("grpc-restricted-protocol"), "{e}");
 }
 
 #[test]
