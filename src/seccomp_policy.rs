@@ -1156,6 +1156,33 @@ impl KillLog {
     }
 }
 
+impl KillLog {
+    /// Every record that reaches the log within `wait` (the kernel's audit thread writes them
+    /// asynchronously), as text.
+    pub fn drain(&mut self, wait: std::time::Duration) -> Vec<String> {
+        use std::io::Read;
+        let end = std::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break,
+                _ => {}
+            }
+            if std::time::Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        out
+    }
+}
+
 /// One seccomp kill record of the uid asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillRecord {

@@ -11,11 +11,13 @@
 //!
 //! Module map: `record` (what was seen), `trace` (the ptrace loop), `emit` (record → profile).
 
+pub mod audit;
 pub mod emit;
 pub mod record;
 pub mod trace;
 
 use std::ffi::OsString;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -235,6 +237,16 @@ fn record(
 }
 
 fn report_denials(o: &Outcome, spec: &str) -> u8 {
+    if o.audit_read {
+        for (line, n) in &o.audit {
+            eprintln!("stockade learn: replay of {spec}: kernel audit: {line} ×{n}");
+        }
+    } else {
+        eprintln!(
+            "stockade learn: replay of {spec}: the kernel's audit records are not readable \
+             (not root, or no /dev/kmsg): denials below are the errnos seen"
+        );
+    }
     for (d, n) in &o.expected {
         eprintln!(
             "stockade learn: replay of {spec}: refused as while learning: {} ({}) ×{n}",
@@ -269,6 +281,9 @@ struct Outcome {
     tracer: trace::Tracer,
     denials: std::collections::BTreeMap<trace::Denial, u64>,
     expected: std::collections::BTreeMap<trace::Denial, u64>,
+    /// The kernel's audit records of the replay (as root), or nothing.
+    audit: std::collections::BTreeMap<String, u64>,
+    audit_read: bool,
     plan: crate::plan::Plan,
     display_argv: Vec<String>,
     seconds: f64,
@@ -345,6 +360,15 @@ fn run_once(
     let default_errno =
         crate::seccomp_policy::default_errno(&plan.seccomp).map_or(nix::libc::ENOSYS, |e| e as i32);
 
+    // As root the kernel's audit records name each denial of the replay (CAP_SYSLOG, before
+    // the supervisor drops it).
+    let mut kmsg = (mode == LearnMode::Replay)
+        .then(crate::seccomp_policy::KillLog::open)
+        .flatten();
+    let audit_on = kmsg.as_ref().and_then(|_| audit::AuditOn::enable());
+    if kmsg.is_some() && audit_on.is_none() {
+        warn!("could not switch kernel auditing on: the replay reports the errnos it sees");
+    }
     let started = Instant::now();
     let (server, report) = crate::supervise::spawn_with(&mut plan, &original_mask, true)?;
     info!(
@@ -404,6 +428,15 @@ fn run_once(
         Some(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("killed by {s:?}"),
         _ => "status unknown".into(),
     };
+    let audit = kmsg
+        .as_mut()
+        .map(|k| {
+            let recs = k.drain(Duration::from_millis(300));
+            audit::landlock_denials(&recs, &BTreeSet::from([server.as_raw()]))
+        })
+        .unwrap_or_default();
+    let audit_ok = audit_on.is_some();
+    drop(audit_on);
     let denials = std::mem::take(&mut tracer.denials);
     let expected = std::mem::take(&mut tracer.expected);
     Ok(Outcome {
@@ -411,6 +444,8 @@ fn run_once(
         tracer,
         denials,
         expected,
+        audit,
+        audit_read: kmsg.is_some() && audit_ok,
         plan,
         seconds: started.elapsed().as_secs_f64(),
         status,

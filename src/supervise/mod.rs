@@ -893,8 +893,12 @@ fn child_needs(plan: &Plan) -> Vec<Capability> {
 pub fn supervisor_keeps(plan: &Plan) -> CapsHashSet {
     let mut keep: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
     if plan.learn.is_some() {
-        // The learner reads the traced server's /proc/<pid>/fd links and socket fds.
+        // The learner reads the traced server's /proc/<pid>/fd links and socket fds, and a
+        // replay switches kernel auditing back off when it is done.
         keep.insert(Capability::CAP_SYS_PTRACE);
+        if plan.learn == Some(crate::plan::LearnMode::Replay) {
+            keep.insert(Capability::CAP_AUDIT_CONTROL);
+        }
     }
     if plan.supervise.restart.mode == RestartMode::OnFailure {
         keep.extend(child_needs(plan));
