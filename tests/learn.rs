@@ -463,3 +463,107 @@ fn bad_learn_input_is_refused() {
     );
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// MLServer 1.7.1 (scripts/install-mlserver.sh), learned from the built-in mlserver profile
+/// with an inference as the client, replayed, then enforced serving inference.
+#[test]
+fn mlserver_round_trip() {
+    require_root();
+    let dir = std::env::var("STOCKADE_MLSERVER_DIR").unwrap_or("/opt/stockade/mlserver".into());
+    let exe = Path::new(&dir).join("venv/bin/mlserver");
+    assert!(
+        exe.is_file(),
+        "no MLServer at {}: run scripts/install-mlserver.sh",
+        exe.display()
+    );
+    let path = format!("{dir}/venv/bin:/usr/bin:/bin");
+    let work = tempfile::Builder::new()
+        .prefix("stockade-learn-mlserver-")
+        .tempdir()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = work.path().join("models");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlserver/models");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&fixture)
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        repo.join("settings.json"),
+        format!("{{\"http_port\": {http}, \"grpc_port\": {grpc}, \"metrics_port\": {metrics}}}"),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["-R", "u=rwX,go=rX"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    let out = work.path().join("learned.toml");
+    let body = r#"{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[2],"data":[1,2]},{"name":"INPUT1","datatype":"FP32","shape":[2],"data":[10,20]}]}"#;
+    let client = format!(
+        "for i in $(seq 600); do curl -sf http://127.0.0.1:{http}/v2/health/ready >/dev/null && break; \
+         sleep 0.1; done; curl -sf -H 'Content-Type: application/json' -d '{body}' \
+         http://127.0.0.1:{http}/v2/models/add/infer"
+    );
+    let repo_s = repo.display().to_string();
+    let mut c = Command::new(stockade());
+    c.env_clear()
+        .env("PATH", &path)
+        .current_dir("/")
+        .args(["learn", "--profile", "mlserver", "-o"])
+        .arg(&out)
+        .args(["--verify", "--client", &client, "--"])
+        .arg(&exe)
+        .args(["start", &repo_s]);
+    let o = run(&mut c, Duration::from_secs(300));
+    let err = stderr(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout.matches("\"OUTPUT0\"").count(),
+        2,
+        "inference while learning and in the replay: {stdout}"
+    );
+    assert!(err.contains("no denial"), "{err}");
+
+    // Enforced by a plain start: ready, inference, SIGTERM → exit 0.
+    let child = Command::new(stockade())
+        .env_clear()
+        .env("PATH", &path)
+        .current_dir("/")
+        .arg("--profile")
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .args(["start", &repo_s])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(120);
+    let mut answer = None;
+    while Instant::now() < end && answer.is_none() {
+        answer = common::procs::http_req(http, "POST", "/v2/models/add/infer", body)
+            .filter(|(c, _)| *c == 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        answer.as_ref().is_some_and(|(_, b)| b.contains("OUTPUT0")),
+        "MLServer under the learned profile does not serve: {answer:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = common::wait_output(child, Duration::from_secs(90));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -34,7 +34,12 @@ fn request(sock: &std::os::fd::OwnedFd, kind: u16, payload: &[u32]) -> Option<Ve
     // The status (for a GET) and the ACK: two answers at most.
     let mut status = None;
     for _ in 0..2 {
-        let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()).ok()?;
+        let n = nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .ok()?;
         if n < 20 {
             break;
         }
@@ -68,12 +73,19 @@ impl AuditOn {
             SockProtocol::NetlinkAudit,
         )
         .ok()?;
-        nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &NetlinkAddr::new(0, 0))
-            .ok()?;
+        nix::sys::socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            &NetlinkAddr::new(0, 0),
+        )
+        .ok()?;
         let st = request(&sock, AUDIT_GET, &[])?;
         let was = u32::from_ne_bytes(st.get(4..8)?.try_into().ok()?);
         if was == 0 {
-            request(&sock, AUDIT_SET, &[AUDIT_STATUS_ENABLED, 1, 0, 0, 0, 0, 0, 0])?;
+            request(
+                &sock,
+                AUDIT_SET,
+                &[AUDIT_STATUS_ENABLED, 1, 0, 0, 0, 0, 0, 0],
+            )?;
         }
         Some(AuditOn { sock, was })
     }
@@ -82,7 +94,11 @@ impl AuditOn {
 impl Drop for AuditOn {
     fn drop(&mut self) {
         if self.was == 0 {
-            let _ = request(&self.sock, AUDIT_SET, &[AUDIT_STATUS_ENABLED, 0, 0, 0, 0, 0, 0, 0]);
+            let _ = request(
+                &self.sock,
+                AUDIT_SET,
+                &[AUDIT_STATUS_ENABLED, 0, 0, 0, 0, 0, 0, 0],
+            );
         }
     }
 }
@@ -105,7 +121,11 @@ pub fn landlock_denials(records: &[String], pids: &BTreeSet<i32>) -> BTreeMap<St
     let domains: BTreeSet<&str> = records
         .iter()
         .filter(|r| r.contains("type=1424") && r.contains("status=allocated"))
-        .filter(|r| field(r, "pid").and_then(|p| p.parse().ok()).is_some_and(|p| pids.contains(&p)))
+        .filter(|r| {
+            field(r, "pid")
+                .and_then(|p| p.parse().ok())
+                .is_some_and(|p| pids.contains(&p))
+        })
         .filter_map(|r| field(r, "domain"))
         .collect();
     let mut out = BTreeMap::new();
@@ -119,7 +139,8 @@ pub fn landlock_denials(records: &[String], pids: &BTreeSet<i32>) -> BTreeMap<St
             .filter_map(|k| field(r, k).map(|v| format!("{k}={v}")))
             .collect::<Vec<_>>()
             .join(" ");
-        *out.entry(format!("landlock {blockers} {object}")).or_default() += 1;
+        *out.entry(format!("landlock {blockers} {object}"))
+            .or_default() += 1;
     }
     out
 }

@@ -76,6 +76,8 @@ pub struct Emitted {
     /// Places the run used that the profile deliberately does not grant (a replay's denial
     /// there is expected).
     pub withheld: Vec<PathBuf>,
+    /// TCP ports the profile (or the server's flags) grants: (bind?, port).
+    pub granted_ports: Vec<(bool, u16)>,
 }
 
 fn level(need: Need) -> Access3 {
@@ -485,6 +487,13 @@ pub fn profile(
         &none,
         &p.landlock.connect_udp,
     );
+    let granted_ports: Vec<(bool, u16)> = bind_tcp
+        .iter()
+        .map(|x| (true, *x.get_ref()))
+        .chain(connect_tcp.iter().map(|x| (false, *x.get_ref())))
+        .chain(kind_bind.iter().map(|x| (true, *x)))
+        .chain(kind_connect.iter().map(|x| (false, *x)))
+        .collect();
     p.landlock.bind_tcp = bind_tcp;
     p.landlock.connect_tcp = connect_tcp;
     p.landlock.bind_udp = bind_udp;
@@ -706,5 +715,6 @@ pub fn profile(
         text,
         report,
         withheld,
+        granted_ports,
     })
 }

@@ -16,8 +16,8 @@ pub mod emit;
 pub mod record;
 pub mod trace;
 
-use std::ffi::OsString;
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -228,6 +228,12 @@ fn record(
         .iter()
         .filter(|(p, _)| !emitted.withheld.iter().any(|w| p.starts_with(w)))
         .map(|(p, u)| (p.clone(), u.need))
+        .chain(
+            emitted
+                .granted_ports
+                .iter()
+                .map(|(bind, port)| (trace::port_key(*bind, *port), record::Need::Write)),
+        )
         .collect();
     let code = match outcome.client_status {
         Some(c) if c != 0 => CLIENT_FAILED,

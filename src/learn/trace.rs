@@ -248,11 +248,7 @@ impl Tracer {
 
     fn record_entry(&mut self, pid: Pid, info: &crate::sys::SyscallInfo) {
         let verdict = self.verdict(info);
-        let u = self
-            .rec
-            .syscalls
-            .entry((info.arch, info.nr))
-            .or_default();
+        let u = self.rec.syscalls.entry((info.arch, info.nr)).or_default();
         u.count += 1;
         let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
         if u.verdict
@@ -326,11 +322,16 @@ impl Tracer {
                 Pending::Seen(path) => Some((path.clone(), Need::Seen)),
                 Pending::Write(path) => Some((path.clone(), Need::Write)),
                 Pending::Dirs(d) => d.first().map(|p| (p.clone(), Need::Write)),
+                Pending::Net {
+                    bind,
+                    addr: Addr::Inet(port),
+                    stream: true,
+                } => Some((port_key(*bind, *port), Need::Write)),
                 _ => None,
             };
             // ENOENT means "hidden" only for a path that names the object itself.
             let hidden = match &pending {
-                Pending::Dirs(_) => hidden.map(|h| (h, false)),
+                Pending::Dirs(_) | Pending::Net { .. } => hidden.map(|h| (h, false)),
                 _ => hidden.map(|h| (h, true)),
             };
             // mmap stops only for an executable mapping of a file (a shared library).
@@ -668,6 +669,14 @@ impl Tracer {
             Pending::Watch(..) | Pending::Nothing => {}
         }
     }
+}
+
+/// The key a granted TCP port has among a learning run's used places (for the replay).
+pub fn port_key(bind: bool, port: u16) -> PathBuf {
+    PathBuf::from(format!(
+        "tcp:{}:{port}",
+        if bind { "bind" } else { "connect" }
+    ))
 }
 
 /// Make the stopped call return `-errno` without running (x86_64: nr -1 in orig_rax).
