@@ -33,7 +33,7 @@ Logging: STOCKADE_LOG=error|warn|info|debug (default warn), to stderr.";
 #[derive(Debug, Parser)]
 #[command(name = "stockade", version, after_help = AFTER_HELP)]
 #[command(
-    override_usage = "stockade --profile <NAME|PATH> [--dry-run [--format json]] -- <SERVER> [ARGS]...\n       stockade --list-profiles | --print-profile <NAME>"
+    override_usage = "stockade --profile <NAME|PATH> [--dry-run [--format json]] -- <SERVER> [ARGS]...\n       stockade --list-profiles | --print-profile <NAME>\n       stockade learn --help   (record a server, write a profile, replay it)"
 )]
 pub struct Cli {
     /// A built-in profile name (see --list-profiles) or a path to a TOML profile.

@@ -517,3 +517,17 @@ pub fn fd_of_process(pid: i32, fd: i32) -> nix::Result<std::os::fd::OwnedFd> {
     // SAFETY: as above, a new fd owned by no one else.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(got) })
 }
+
+/// The C library's name and version, for a learned profile's header.
+pub fn libc_version() -> String {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: gnu_get_libc_version returns a pointer to a static NUL-terminated string.
+        let v = unsafe { std::ffi::CStr::from_ptr(nix::libc::gnu_get_libc_version()) };
+        format!("glibc {}", v.to_string_lossy())
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        "musl (static)".to_string()
+    }
+}

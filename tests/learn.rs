@@ -567,3 +567,58 @@ fn mlserver_round_trip() {
     let o = common::wait_output(child, Duration::from_secs(90));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// No client: the operator stops the learner with SIGINT (Ctrl-C), it stops the server, and the
+/// profile is still written, with the server's SIGTERM path in it.
+#[test]
+fn a_signal_to_the_learner_still_writes_the_profile() {
+    require_root();
+    let sb = Sandbox::new();
+    let base = sb.profile(free_port(), "");
+    let out = sb.path("rw/stopped.toml");
+    let mut child = Command::new(stockade())
+        .args([
+            "learn",
+            "--profile",
+            base.to_str().unwrap(),
+            "--widen",
+            "-o",
+        ])
+        .arg(&out)
+        .arg("--")
+        .args([sb.probe().as_str(), "learn-target"])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the probe's "ready" (it then waits for SIGTERM).
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut ready = false;
+    while Instant::now() < end && !ready {
+        match lines.next() {
+            Some(Ok(l)) => ready = l == "ready",
+            _ => break,
+        }
+    }
+    assert!(ready, "the probe did not get ready under the learner");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = common::wait_output(child, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let allow = allow_list(&out);
+    // SIGINT is forwarded as is: the probe dies of it (no handler), so no `times`; the profile
+    // is written all the same.
+    assert!(allow.contains("sysinfo"), "{allow:?}");
+    assert!(
+        stderr(&o).contains("server killed by SIGINT"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -41,10 +41,13 @@ const TOO_WIDE: &[&str] = &[
     "/usr/share",
 ];
 
-/// Calls a server makes without the recorder ever seeing them: the vDSO answers the time calls
-/// in user space (a fallback does reach the kernel), and the exit and signal-return paths
-/// may not run in a short learning session.
-const UNSEEN_NEEDED: &[&str] = &[
+/// Calls kept when the base allows them, seen or not. The vDSO answers the time calls in user
+/// space (a fallback reaches the kernel); exit, signal return, signal delivery between threads
+/// (abort, pthread_kill), sleeping, waiting and syncing run on paths a short learning session
+/// rarely takes (shutdown, errors, load). None of them reaches a new object, so keeping them
+/// costs little, where missing one breaks a server at its worst moment (shh keeps the same
+/// groups for the same reason).
+const KEPT_UNSEEN: &[&str] = &[
     "clock_gettime",
     "clock_getres",
     "gettimeofday",
@@ -54,6 +57,25 @@ const UNSEEN_NEEDED: &[&str] = &[
     "restart_syscall",
     "exit",
     "exit_group",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigtimedwait",
+    "sigaltstack",
+    "tgkill",
+    "tkill",
+    "nanosleep",
+    "clock_nanosleep",
+    "sched_yield",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "futex",
+    "fsync",
+    "fdatasync",
 ];
 
 /// What the caller knows about this run, for the header.
@@ -558,7 +580,7 @@ pub fn profile(
         }
         allow.insert(name, u.count);
     }
-    for name in UNSEEN_NEEDED {
+    for name in KEPT_UNSEEN {
         if meta.widen || plan.seccomp.allowed.iter().any(|a| a == name) {
             allow.entry((*name).to_string()).or_insert(0);
         }
@@ -592,7 +614,7 @@ pub fn profile(
         .iter()
         .map(|(n, c)| {
             if *c == 0 {
-                format!("#   {n:<24} not seen (vDSO, exit or signal return path)")
+                format!("#   {n:<24} not seen: kept (vDSO, exit, signal, wait or sync path)")
             } else {
                 format!("#   {n:<24} {c}")
             }

@@ -32,9 +32,17 @@ use crate::error::{Error, Result};
 use crate::plan::LearnMode;
 use crate::profile::{PidNamespace, RestartMode, SignalTarget};
 
+const LEARN_AFTER_HELP: &str = "\
+Exit codes: 0 written (and, with --verify, replayed without a denial); 79 the replay denied
+something (listed); 80 the client command failed (the profile is written); otherwise stockade's
+own codes (stockade --help) or the server's.
+
+The learning run is not confined by Landlock or a fresh root: learn with trusted models and
+inputs. See docs/LEARN.md.";
+
 /// Record what a server needs and write a profile for it (`stockade learn`).
 #[derive(Debug, Parser)]
-#[command(name = "stockade learn", version)]
+#[command(name = "stockade learn", version, after_help = LEARN_AFTER_HELP)]
 #[command(
     override_usage = "stockade learn --profile <BASE> --output <OUT.toml> [--client <CMD>] [--verify] -- <SERVER> [ARGS]...\n       stockade learn --replay <PROFILE> [--client <CMD>] -- <SERVER> [ARGS]..."
 )]
@@ -197,7 +205,7 @@ fn record(
         command: outcome.display_argv.clone(),
         kernel: crate::sys::kernel_release(),
         landlock_abi: crate::sys::landlock_abi(),
-        libc: libc_name(),
+        libc: crate::sys::libc_version(),
         seconds: outcome.seconds,
         server_status: outcome.status.clone(),
         widen: cli.widen,
@@ -640,15 +648,4 @@ fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| Error::os(format!("writing {}", path.display()), e))
-}
-
-fn libc_name() -> String {
-    if cfg!(target_env = "musl") {
-        "musl (static)".into()
-    } else {
-        let v = std::fs::read_link("/lib/x86_64-linux-gnu/libc.so.6")
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "libc.so.6".into());
-        format!("glibc ({v})")
-    }
 }
