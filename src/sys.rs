@@ -468,7 +468,8 @@ pub const SYSCALL_INFO_EXIT: u8 = 2;
 pub const SYSCALL_INFO_SECCOMP: u8 = 3;
 
 pub fn ptrace_syscall_info(pid: i32) -> nix::Result<SyscallInfo> {
-    const PTRACE_GET_SYSCALL_INFO: nix::libc::c_uint = 0x420e;
+    // c_uint on glibc, c_int on musl: the same bits either way.
+    const PTRACE_GET_SYSCALL_INFO: u16 = 0x420e;
     // struct ptrace_syscall_info: op u8, pad[3], arch u32, ip u64, sp u64, then the union
     // (entry/seccomp: nr u64, args[6] u64, ret_data u32; exit: rval s64, is_error u8).
     let mut buf = [0u64; 12];
@@ -476,7 +477,7 @@ pub fn ptrace_syscall_info(pid: i32) -> nix::Result<SyscallInfo> {
     // 8-byte aligned; pid and request are plain integers.
     let rc = unsafe {
         nix::libc::ptrace(
-            PTRACE_GET_SYSCALL_INFO,
+            PTRACE_GET_SYSCALL_INFO.into(),
             pid,
             std::mem::size_of_val(&buf),
             buf.as_mut_ptr(),
