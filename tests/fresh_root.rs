@@ -236,7 +236,7 @@ impl NestedTmpfs {
             &at,
             Some("tmpfs"),
             nix::mount::MsFlags::empty(),
-            Some("mode=0777,size=8m"),
+            Some("mode=0777,size=32m"),
         )
         .unwrap();
         NestedTmpfs(at)
