@@ -165,6 +165,19 @@ fn value_path(v: &PathValue) -> (&str, bool) {
     }
 }
 
+/// A comment line with every control character escaped (`\n` stays two characters).
+fn one_line(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn spanned<T>(v: T) -> Spanned<T> {
     Spanned::new(0..0, v)
 }
@@ -674,63 +687,67 @@ pub fn profile(
     .flatten()
     .collect();
 
+    // Every comment line goes through `comment`: a path or an argument the server chose may hold
+    // a newline, which would otherwise start a TOML line of its choosing.
     let mut text = String::new();
-    text.push_str("# Written by `stockade learn`. Review it before use; replay it with\n");
-    text.push_str(
-        "# `stockade learn --replay THIS.toml -- SERVER…` to list what it still denies.\n",
-    );
-    text.push_str(&format!("# base profile:   {}\n", meta.base));
-    text.push_str(&format!("# server:         {}\n", meta.command.join(" ")));
-    text.push_str(&format!(
-        "# recorded on:    {}, Landlock ABI {}, {}\n",
+    let mut comment = |line: &str| {
+        text.push_str(&one_line(line));
+        text.push('\n');
+    };
+    comment("# Written by `stockade learn`. Review it before use; replay it with");
+    comment("# `stockade learn --replay THIS.toml -- SERVER…` to list what it still denies.");
+    comment(&format!("# base profile:   {}", meta.base));
+    comment(&format!("# server:         {}", meta.command.join(" ")));
+    comment(&format!(
+        "# recorded on:    {}, Landlock ABI {}, {}",
         meta.kernel, meta.landlock_abi, meta.libc
     ));
-    text.push_str(&format!(
-        "# run:            {:.1} s, {} tasks, {} stops, server {}\n",
+    comment(&format!(
+        "# run:            {:.1} s, {} tasks, {} stops, server {}",
         meta.seconds,
         rec.tasks + 1,
         rec.stops,
         meta.server_status
     ));
-    text.push_str(
-        "# The base's refusals are kept (a path it grants more weakly, its kill list, its\n",
-    );
-    text.push_str("# argument rules and scopes); only what it does not mention was added.\n");
+    comment("# The base's refusals are kept (a path it grants more weakly, its kill list, its");
+    comment("# argument rules and scopes); only what it does not mention was added.");
     for l in &abi_notes {
-        text.push_str(l);
-        text.push('\n');
+        comment(l);
     }
     for l in &report {
-        text.push_str(&format!("#  - {l}\n"));
+        comment(&format!("#  - {l}"));
     }
-    text.push('\n');
+    comment("#");
+    let mut body_text = String::new();
     for line in body.lines() {
         if line == "[landlock]" {
-            text.push_str(
+            body_text.push_str(
                 "# Coverage: every path rule, where it came from, and how often it was used.\n",
             );
             for c in &coverage {
-                text.push_str(c);
-                text.push('\n');
+                body_text.push_str(&one_line(c));
+                body_text.push('\n');
             }
         }
         if line == "[seccomp]" {
-            text.push_str("# Coverage: calls per syscall in this run (native architecture).\n");
+            body_text
+                .push_str("# Coverage: calls per syscall in this run (native architecture).\n");
             for c in &sys_cov {
-                text.push_str(c);
-                text.push('\n');
+                body_text.push_str(&one_line(c));
+                body_text.push('\n');
             }
             if !arg_lines.is_empty() {
-                text.push_str("# Arguments seen (for allow_if / rules):\n");
+                body_text.push_str("# Arguments seen (for allow_if / rules):\n");
                 for c in &arg_lines {
-                    text.push_str(c);
-                    text.push('\n');
+                    body_text.push_str(&one_line(c));
+                    body_text.push('\n');
                 }
             }
         }
-        text.push_str(line);
-        text.push('\n');
+        body_text.push_str(line);
+        body_text.push('\n');
     }
+    text.push_str(&body_text);
     // The result must load like any profile.
     crate::profile::parse("learned", "learned profile", &text)?;
     Ok(Emitted {
@@ -739,4 +756,53 @@ pub fn profile(
         withheld,
         granted_ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comment_cannot_start_a_toml_line() {
+        assert_eq!(
+            one_line("#   /x\n[capabilities]\nkeep = [\"CAP_SYS_ADMIN\"]"),
+            "#   /x\\n[capabilities]\\nkeep = [\"CAP_SYS_ADMIN\"]"
+        );
+    }
+
+    #[test]
+    fn collapse_stays_within_what_may_be_granted() {
+        let g: BTreeMap<PathBuf, (Access3, u64)> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| {
+                (
+                    PathBuf::from(format!("/opt/app/lib/{n}")),
+                    (Access3::ReadOnly, 1),
+                )
+            })
+            .collect();
+        let all = collapse(g.clone(), |_, _| true);
+        assert_eq!(all.keys().collect::<Vec<_>>(), [Path::new("/opt/app/lib")]);
+        let none = collapse(g, |_, _| false);
+        assert_eq!(none.len(), 4);
+        // Never into a directory too wide to grant, whatever the count.
+        let wide: BTreeMap<PathBuf, (Access3, u64)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| (PathBuf::from(format!("/etc/{n}")), (Access3::ReadOnly, 1)))
+            .collect();
+        assert_eq!(collapse(wide, |_, _| true).len(), 5);
+    }
+
+    #[test]
+    fn read_exec_and_write_do_not_combine() {
+        assert_eq!(
+            combine(Access3::ReadOnly, Access3::ReadExec),
+            Some(Access3::ReadExec)
+        );
+        assert_eq!(
+            combine(Access3::ReadWrite, Access3::ReadOnly),
+            Some(Access3::ReadWrite)
+        );
+        assert_eq!(combine(Access3::ReadExec, Access3::ReadWrite), None);
+    }
 }
