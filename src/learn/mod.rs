@@ -643,9 +643,35 @@ impl Driver {
     }
 }
 
+/// Write `text` to `path` by a new file next to it and a rename: a reader never sees half a
+/// profile, and a symlink planted at either name (the output often lives in a shared directory
+/// and the learner is root) is neither followed nor written through (O_EXCL, O_NOFOLLOW; rename
+/// replaces the entry itself).
 fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::os(format!("writing {}", path.display()), e))
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let err = |e| Error::os(format!("writing {}", path.display()), e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(err)?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(err)
 }
