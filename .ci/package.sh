@@ -75,7 +75,9 @@ gen=$CARGO_TARGET_DIR/release/gen
 rm -rf "$gen"
 run "stockade-gen -> $gen" cargo run --quiet --locked --features gen --bin stockade-gen -- "$gen"
 # Debian policy wants man pages gzipped; -n: no name or time stamp, so rebuilds are identical.
-[ -f "$gen/man/stockade.1" ] && gzip -9nf "$gen/man/stockade.1"
+for page in stockade.1 stockade-learn.1; do
+    if [ -f "$gen/man/$page" ]; then gzip -9nf "$gen/man/$page"; fi
+done
 
 step "build: .deb (cargo-deb, glibc release build)"
 cargo_version=$(cargo metadata --no-deps --format-version 1 --locked \
@@ -84,7 +86,7 @@ changelog_version=$(sed -n '1s/^stockade (\(.*\)-[^-]*).*/\1/p' packaging/deb/ch
 run "packaging/deb/changelog's top entry ($changelog_version) is the crate version ($cargo_version)" \
     test "$changelog_version" = "$cargo_version"
 rm -f "$out"/stockade_*.deb
-run "cargo deb" cargo deb --locked --output "$out/" -- --bin stockade
+run "cargo deb" cargo deb --locked --output "$out/" -- --bin stockade --bin stockade-learn
 deb=$(ls "$out"/stockade_*.deb 2>/dev/null | head -1)
 [ -n "$deb" ] || die "no .deb built"
 dynamic_bin=$CARGO_TARGET_DIR/release/stockade

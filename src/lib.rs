@@ -17,6 +17,7 @@ pub mod error;
 pub mod identity;
 pub mod landlock_policy;
 pub mod learn;
+pub mod logging;
 pub mod mounts;
 pub mod plan;
 pub mod profile;

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(stockade::error::code::USAGE);
         }
     };
-    init_logging();
+    stockade::logging::init();
     match stockade::app::run(&cli, original) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -56,32 +56,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// `stockade learn …`: its own command line (src/learn).
-fn learn(mut args: Vec<std::ffi::OsString>, original: SigSet) -> ExitCode {
-    args.remove(1);
-    let cli = match stockade::learn::LearnCli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            say(&format!(
-                "stockade: usage: {} (see stockade learn --help)",
-                one_line(&e.to_string())
-            ));
-            return ExitCode::from(stockade::error::code::USAGE);
-        }
+/// `stockade learn …` is the `stockade-learn` binary next to this one: the learner (ptrace,
+/// the profile writer) stays out of the PID-1 binary that containers ship.
+fn learn(args: Vec<std::ffi::OsString>, original: SigSet) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("stockade-learn")))
+        .filter(|p| p.is_file());
+    let Some(exe) = sibling else {
+        say(
+            "stockade: usage: `stockade learn` needs the stockade-learn binary next to stockade \
+             (the .deb installs it; the static container binary does not include it)",
+        );
+        return ExitCode::from(stockade::error::code::USAGE);
     };
-    init_logging();
-    match stockade::learn::run(&cli, original) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            say(&format!("stockade: {e}"));
-            ExitCode::from(e.exit_code())
-        }
-    }
+    // The mask stockade started with, as the learner's own main expects to find it.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original), None);
+    let e = std::process::Command::new(&exe).args(&args[2..]).exec();
+    say(&format!("stockade: cannot run {}: {e}", exe.display()));
+    ExitCode::from(stockade::error::code::NOT_EXECUTABLE)
 }
 
 /// One line to stderr. A closed or broken stderr is not an error of the run: eprintln! would
@@ -96,23 +90,4 @@ fn one_line(msg: &str) -> String {
     let body = msg.split("\n\n").next().unwrap_or(msg);
     let body = body.strip_prefix("error: ").unwrap_or(body);
     body.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `STOCKADE_LOG=error|warn|info|debug|trace` (default warn), to stderr. A plain level, not an
-/// env-filter expression: the filter's regex engine would double the static binary's size.
-fn init_logging() {
-    use tracing_subscriber::filter::LevelFilter;
-    let level = std::env::var("STOCKADE_LOG")
-        .ok()
-        .and_then(|v| v.trim().parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::WARN);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        // Its report of a failed write (a closed or broken stderr) is an eprintln!, which
-        // panics on that same stderr: a log line must never end the supervisor.
-        .log_internal_errors(false)
-        .try_init();
 }

@@ -105,7 +105,12 @@ fn records_every_path_a_recorder_can_miss() {
     }
     assert!(!allow.contains("acct"), "a killed syscall was widened");
     // Answered by the vDSO, so never seen, and kept: a fallback reaches the kernel.
-    for name in ["clock_gettime", "gettimeofday", "rt_sigreturn", "exit_group"] {
+    for name in [
+        "clock_gettime",
+        "gettimeofday",
+        "rt_sigreturn",
+        "exit_group",
+    ] {
         assert!(allow.contains(name), "{name} missing: {allow:?}");
     }
     assert!(

@@ -58,7 +58,8 @@ check "lintian: no errors ($errors errors, $(grep -c '^W: ' "$work/lintian.txt" 
 
 # 2. Contents.
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/contents.txt"
-for f in /usr/bin/stockade /usr/share/man/man1/stockade.1.gz \
+for f in /usr/bin/stockade /usr/bin/stockade-learn /usr/share/man/man1/stockade.1.gz \
+         /usr/share/man/man1/stockade-learn.1.gz \
          /usr/share/bash-completion/completions/stockade /usr/share/zsh/vendor-completions/_stockade \
          /usr/share/fish/vendor_completions.d/stockade.fish /usr/share/doc/stockade/copyright \
          /usr/share/doc/stockade/changelog.Debian.gz /usr/lib/systemd/system/$unit; do
@@ -84,6 +85,8 @@ for p in /usr/share/stockade/profiles/*.toml; do
         bash -c "stockade --print-profile '$name' | cmp -s - '$p'"
 done
 check "man page renders (man stockade)" bash -c 'MANWIDTH=80 man -P cat stockade 2>/dev/null | grep -q -- "--dry-run"'
+check "stockade learn reaches the installed stockade-learn" \
+    bash -c 'stockade learn --help | grep -q -- "--verify"'
 check "bash completion completes --profile" \
     bash -c 'source /usr/share/bash-completion/completions/stockade && grep -q -- "--profile" /usr/share/bash-completion/completions/stockade'
 check "systemd-analyze verify $unit (installed)" \
@@ -94,6 +97,7 @@ check "unit installed but not enabled" bash -c "! ls /etc/systemd/system/*.wants
 #    config-files state may stay until purge.
 check "dpkg -r" dpkg -r "$pkg"
 check "binary removed" test ! -e /usr/bin/stockade
+check "learner removed" test ! -e /usr/bin/stockade-learn
 check "profiles removed" test ! -e /usr/share/stockade
 snapshot > "$work/removed.list"
 comm -13 "$work/baseline.list" "$work/removed.list" > "$work/after-remove.txt"

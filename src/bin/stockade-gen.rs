@@ -2,7 +2,7 @@
 //! clap definitions in `stockade::cli::Cli`, so they cannot drift from `--help`.
 //!
 //! `cargo run --features gen --bin stockade-gen -- OUT_DIR` writes
-//! `OUT_DIR/man/stockade.1` and `OUT_DIR/completions/{stockade.bash,_stockade,stockade.fish}`.
+//! `OUT_DIR/man/stockade.1`, `OUT_DIR/man/stockade-learn.1` and `OUT_DIR/completions/{stockade.bash,_stockade,stockade.fish}`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +38,13 @@ fn generate(out: &std::path::Path) -> std::io::Result<()> {
         .source(concat!("stockade ", env!("CARGO_PKG_VERSION")))
         .render(&mut page)?;
     std::fs::write(man_dir.join("stockade.1"), page)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(stockade::learn::LearnCli::command().name("stockade-learn"))
+        .section("1")
+        .manual("stockade manual")
+        .source(concat!("stockade ", env!("CARGO_PKG_VERSION")))
+        .render(&mut page)?;
+    std::fs::write(man_dir.join("stockade-learn.1"), page)?;
 
     for (shell, file) in [
         (Shell::Bash, "stockade.bash"),
