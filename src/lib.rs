@@ -16,6 +16,7 @@ pub mod env;
 pub mod error;
 pub mod identity;
 pub mod landlock_policy;
+pub mod logging;
 pub mod mounts;
 pub mod plan;
 pub mod profile;
