@@ -14,7 +14,10 @@ use tracing::{Event, Level, Metadata, Subscriber};
 
 /// `STOCKADE_LOG=off|error|warn|info|debug|trace` (or 0–5), case-insensitive; default warn.
 pub fn level_from(value: Option<&str>) -> LevelFilter {
-    let v = value.map(str::trim).unwrap_or_default().to_ascii_lowercase();
+    let v = value
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     match v.as_str() {
         "off" | "0" => LevelFilter::OFF,
         "error" | "1" => LevelFilter::ERROR,
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let mut s = String::new();
-        timestamp(&mut s, UNIX_EPOCH + Duration::new(1_796_201_500, 474_946_123));
+        timestamp(
+            &mut s,
+            UNIX_EPOCH + Duration::new(1_796_201_500, 474_946_123),
+        );
         assert_eq!(s, "2026-12-02T08:51:40.474946Z");
         s.clear();
         timestamp(&mut s, UNIX_EPOCH + Duration::new(951_782_400, 0));

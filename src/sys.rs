@@ -354,6 +354,29 @@ pub fn attach_tree(from: &std::os::fd::OwnedFd, to: &std::path::Path) -> nix::Re
     Errno::result(rc).map(drop)
 }
 
+/// A /proc file in as few reads as possible. `read_to_string` starts with a small probe read
+/// and grows from there; procfs formats a seq_file anew from the start of the record at every
+/// read, so mountinfo took ~20 reads (measured: 0.2 ms of each launch in the child).
+pub fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Give back what start-up left resident, once the supervisor only loops: unmap (MADV_DONTNEED)
 /// every private file mapping that is not writable and holds no page of its own — stockade's
 /// binary (the parsing, planning and rendering code that fault-around mapped in) and the shared
@@ -392,7 +415,7 @@ pub fn release_startup_memory() {
 /// The ranges `release_startup_memory` gives back (at most 32; no allocation survives the call).
 #[inline(never)]
 fn startup_ranges() -> Option<([(usize, usize); 32], usize)> {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+    let Ok(smaps) = read_proc("/proc/self/smaps") else {
         return None;
     };
     let mut out = [(0usize, 0usize); 32];
