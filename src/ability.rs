@@ -295,7 +295,7 @@ fn runtime() -> Option<String> {
 /// "rw,nosuid,noexec"). The last entry with the longest mountpoint prefix wins (later mounts
 /// stack on earlier ones). `None` when mountinfo is unreadable.
 fn covering_mount(path: &Path) -> Option<(String, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let info = crate::sys::read_proc("/proc/self/mountinfo").ok()?;
     let path = path.to_string_lossy();
     let mut best: Option<(&str, &str)> = None;
     for line in info.lines() {

@@ -80,7 +80,7 @@ pub fn set_all(keep: &[Capability]) -> std::result::Result<(), caps::errors::Cap
 /// the caps crate does not know): each must be exactly `keep` (the bounding set only when
 /// `check_bounding`).
 pub fn verify(keep: &[Capability], check_bounding: bool) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+    let Ok(status) = crate::sys::read_proc("/proc/self/status") else {
         return false;
     };
     let mut fields = vec!["CapEff", "CapPrm", "CapInh", "CapAmb"];

@@ -629,7 +629,7 @@ pub fn apply(plan: &MountPlan) -> nix::Result<()> {
 /// and the root read-only. Only mounts in the tree that is visible at each path count (the
 /// parent-id chain): mounts a new tmpfs hides keep their old flags and do not matter.
 fn verify(root: &Path, items: &[Item], fresh: bool) -> nix::Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_errno)?;
+    let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(io_errno)?;
     check(&info, root, items, fresh)
 }
 

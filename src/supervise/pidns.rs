@@ -25,7 +25,6 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use tracing::{debug, info, warn};
 
-use super::Signals;
 use super::notify::Notifier;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
@@ -101,39 +100,71 @@ pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
 
 /// The outer process: no capabilities, relays signals to the inner one and its notifications to
 /// systemd, and exits with its code.
+///
+/// A compact loop, unlike the supervisor's: the forwarded signals (and SIGCHLD) stay blocked and
+/// are read from a signalfd, no handler, no allocation per wake-up. Once start-up's pages are
+/// given back, the few pages this loop runs in are all the relay keeps of stockade's code.
+#[inline(never)]
 fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
     super::drop_own_capabilities(&caps::CapsHashSet::new())?;
+    // The set the supervisor's handlers cover: every forwarded signal and SIGCHLD. The others
+    // (the synchronous faults) are unblocked, with their dispositions, as before.
+    let forwarded = super::forwarded();
+    let mut set = SigSet::all();
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGCHLD && !forwarded.contains(&(sig as i32)) {
+            set.remove(sig);
+        }
+    }
+    drop(forwarded);
     // The outer process starts no server: no fd of its own can reach one.
-    let mut signals = Signals::install(3)?;
-    super::unblock_all()?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::os("signalfd", e))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&set), None)
+        .map_err(|e| Error::os("sigprocmask", e))?;
+    let me = nix::unistd::getpid().as_raw();
     // The relay only loops from here: give back what start-up left resident, once it has run
     // a while (a short-lived server exits first and pays nothing for it).
     let mut release_at = Some(std::time::Instant::now() + super::RELEASE_AFTER);
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        let sig_fd = crate::sys::borrow_fd(signals.fd());
-        let mut fds = vec![PollFd::new(sig_fd, PollFlags::POLLIN)];
-        if let Some(r) = &relay {
-            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
-        }
         let timeout = release_at.map(|t| t.saturating_duration_since(std::time::Instant::now()));
-        let _ = nix::poll::poll(&mut fds, super::poll_timeout(timeout));
+        let (signalled, relay_ready) = {
+            let mut fds = [
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(
+                    relay.as_ref().map_or(sfd.as_fd(), |r| r.as_fd()),
+                    PollFlags::POLLIN,
+                ),
+            ];
+            let n = if relay.is_some() { 2 } else { 1 };
+            let _ = nix::poll::poll(&mut fds[..n], super::poll_timeout(timeout));
+            let ready = |f: &PollFd| {
+                f.revents().is_some_and(|r| {
+                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                })
+            };
+            (ready(&fds[0]), n == 2 && ready(&fds[1]))
+        };
         if release_at.is_some_and(|t| t <= std::time::Instant::now()) {
             release_at = None;
             crate::sys::release_startup_memory();
         }
-        let relay_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| {
-            r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-        });
-        drop(fds);
-        for sig in signals.pending() {
-            if sig == nix::libc::SIGCHLD {
-                continue;
-            }
-            match crate::sys::kill_raw(inner.as_raw(), sig) {
-                Ok(()) | Err(Errno::ESRCH) => debug!(sig, "relayed to the namespace's PID 1"),
-                Err(e) => warn!(sig, error = %e, "relaying failed"),
+        // One signal per wake-up: poll reports the next one at once (and a wake-up without one
+        // never reaches the EAGAIN path, which would fault in more code after the release).
+        if signalled && let Ok(Some(info)) = sfd.read_signal() {
+            let sig = info.ssi_signo as i32;
+            // A SIGPIPE "sent" by ourselves is the kernel's answer to our own write to a broken
+            // pipe (the write sees EPIPE): not for the server (as in `Signals::pending`).
+            let own_pipe = sig == nix::libc::SIGPIPE && info.ssi_pid as i32 == me;
+            if sig != nix::libc::SIGCHLD && !own_pipe {
+                match crate::sys::kill_raw(inner.as_raw(), sig) {
+                    Ok(()) | Err(Errno::ESRCH) => debug!(sig, "relayed to the namespace's PID 1"),
+                    Err(e) => warn!(sig, error = %e, "relaying failed"),
+                }
             }
         }
         if relay_ready {
