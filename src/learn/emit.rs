@@ -43,8 +43,9 @@ const TOO_WIDE: &[&str] = &[
 
 /// Calls kept when the base allows them, seen or not. The vDSO answers the time calls in user
 /// space (a fallback reaches the kernel); exit, signal return, signal delivery between threads
-/// (abort, pthread_kill), sleeping, waiting and syncing run on paths a short learning session
-/// rarely takes (shutdown, errors, load). None of them reaches a new object, so keeping them
+/// (abort, pthread_kill), sleeping, waiting, syncing and the allocator giving memory back
+/// (madvise, munmap, mremap, brk: glibc trims when free memory crosses a threshold, so whether a
+/// run sees them depends on timing) run on paths a short learning session rarely takes. None of them reaches a new object, so keeping them
 /// costs little, where missing one breaks a server at its worst moment (shh keeps the same
 /// groups for the same reason).
 const KEPT_UNSEEN: &[&str] = &[
@@ -76,6 +77,10 @@ const KEPT_UNSEEN: &[&str] = &[
     "futex",
     "fsync",
     "fdatasync",
+    "madvise",
+    "munmap",
+    "mremap",
+    "brk",
 ];
 
 /// What the caller knows about this run, for the header.
