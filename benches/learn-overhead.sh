@@ -31,9 +31,9 @@ one() {
              "--http-port=$http" "--grpc-port=$grpc")
   t0=$(date +%s.%N)
   if [ "$mode" = learn ]; then
-    (cd / && env -i PATH="$TRITON_PATH" "$STOCKADE" learn --profile triton -o "$WORK/learned.toml" -- "${cmd[@]}" >"$WORK/$mode.log" 2>&1) &
+    (cd / && exec env -i PATH="$TRITON_PATH" "$STOCKADE" learn --profile triton -o "$WORK/learned.toml" -- "${cmd[@]}" >"$WORK/$mode.log" 2>&1) &
   else
-    (cd / && env -i PATH="$TRITON_PATH" "$STOCKADE" --profile triton -- "${cmd[@]}" >"$WORK/$mode.log" 2>&1) &
+    (cd / && exec env -i PATH="$TRITON_PATH" "$STOCKADE" --profile triton -- "${cmd[@]}" >"$WORK/$mode.log" 2>&1) &
   fi
   pid=$!
   for i in $(seq 1 3000); do

@@ -248,7 +248,8 @@ extern "C" fn on_term(_: nix::libc::c_int) {
 /// For `stockade learn`: one distinctive syscall on each path a recorder can miss, then wait
 /// for SIGTERM (at most 30 s). A thread: getpriority. A forked child that does not exec:
 /// sched_getscheduler. An exec'd helper (`probe helper`): sysinfo. The SIGTERM path: times.
-/// With `kill` also a call every profile kills (acct), answered EPERM while learning.
+/// With `kill` also a call every profile kills (acct), answered EPERM while learning, and a
+/// TIOCSTI (refused by a fixed rule) next to an allowed ioctl.
 fn learn_target(extra: Option<&str>) -> Result<(), Errno> {
     let handler = nix::sys::signal::SigHandler::Handler(on_term);
     // SAFETY: the handler only stores to an atomic.
@@ -279,6 +280,22 @@ fn learn_target(extra: Option<&str>) -> Result<(), Errno> {
         .unwrap();
     assert!(status.success());
     if extra == Some("kill") {
+        // One ioctl stockade's fixed rule refuses (TIOCSTI) next to one it allows (TCGETS): the
+        // refused call must not take the syscall away.
+        let mut t = std::mem::MaybeUninit::<nix::libc::termios>::uninit();
+        let c = b'x';
+        // SAFETY: TCGETS writes one termios; TIOCSTI reads one byte; both on fd 0.
+        let (get, sti) = unsafe {
+            (
+                nix::libc::ioctl(0, nix::libc::TCGETS, t.as_mut_ptr()),
+                nix::libc::ioctl(0, nix::libc::TIOCSTI, &c),
+            )
+        };
+        println!(
+            "tcgets={} tiocsti={}",
+            Errno::result(get).map_or_else(|e| format!("{e:?}"), |_| "ok".into()),
+            Errno::result(sti).map_or_else(|e| format!("{e:?}"), |_| "ok".into())
+        );
         // SAFETY: acct with NULL turns accounting off; every profile kills it.
         let rc = unsafe { nix::libc::syscall(nix::libc::SYS_acct, 0usize) };
         println!(

@@ -104,6 +104,20 @@ fn records_every_path_a_recorder_can_miss() {
         );
     }
     assert!(!allow.contains("acct"), "a killed syscall was widened");
+    // TIOCSTI was refused by the fixed rule, TCGETS allowed: ioctl stays, the rule with it.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("tiocsti=EPERM"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        allow.contains("ioctl"),
+        "one refused call took ioctl away: {allow:?}"
+    );
+    assert!(
+        err.contains("kept refused: ioctl (request 0x5412)"),
+        "{err}"
+    );
     // Answered by the vDSO, so never seen, and kept: a fallback reaches the kernel.
     for name in [
         "clock_gettime",
@@ -123,6 +137,24 @@ fn records_every_path_a_recorder_can_miss() {
             "stockade's own set-up ({name}) is in the learned profile: {allow:?}"
         );
     }
+    // Replayed, the base's kill is the kernel's again: the replay fails and names the call.
+    let o = learn(
+        &[
+            "--replay",
+            out.to_str().unwrap(),
+            "--",
+            &sb.probe(),
+            "learn-target",
+            "kill",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(79), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("seccomp killed the server (acct"),
+        "{}",
+        stderr(&o)
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("# recorded on:    Linux 6."), "{text}");
     assert!(text.contains("Landlock ABI 7"), "{text}");
@@ -630,4 +662,57 @@ fn a_signal_to_the_learner_still_writes_the_profile() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Names a recorder gets wrong: an O_TMPFILE file (its fd reads "/dir/#123 (deleted)"), a UNIX
+/// socket bound by a relative name after chdir, a file whose name holds a newline and a quote.
+/// The profile must load and pass its replay, and no name may start a TOML line of its own.
+#[test]
+fn odd_names_make_a_profile_that_loads() {
+    require_root();
+    let sb = Sandbox::new();
+    let rw = sb.path("rw");
+    let script = sb.path("ro/odd.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import os, socket
+rw = "{rw}"
+fd = os.open(rw, os.O_TMPFILE | os.O_WRONLY, 0o600); os.write(fd, b"x"); os.close(fd)
+os.chdir(rw)
+s = socket.socket(socket.AF_UNIX); s.bind("rel.sock"); s.close(); os.unlink("rel.sock")
+open(os.path.join(rw, 'x\n[capabilities]\nkeep = ["CAP_SYS_ADMIN"]\n"'), "w").close()
+print("done")
+"#,
+            rw = rw.display()
+        ),
+    )
+    .unwrap();
+    let base = sb.profile(free_port(), "");
+    let out = sb.path("rw/odd.toml");
+    let o = learn(
+        &[
+            "--profile",
+            base.to_str().unwrap(),
+            "--widen",
+            "-o",
+            out.to_str().unwrap(),
+            "--verify",
+            "--",
+            "/usr/bin/python3",
+            script.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("no denial; server exited 0"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    assert!(
+        v["capabilities"]["keep"].as_array().unwrap().is_empty(),
+        "{text}"
+    );
+    assert!(!text.contains("(deleted)"), "{text}");
+    assert!(!text.contains("\"rel.sock\""), "{text}");
 }

@@ -11,11 +11,17 @@ const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 
 /// Kernel auditing switched on for the length of a replay (without an audit daemon its records
-/// go to the kernel log), and back to what it was when dropped. Needs CAP_AUDIT_CONTROL.
+/// go to the kernel log), and back off when the last replay that needed it is done. Needs
+/// CAP_AUDIT_CONTROL. Concurrent replays share it through a lock file: each holds it shared;
+/// the one that can take it exclusively at its end, with the marker saying stockade turned
+/// auditing on, turns it off. Auditing someone else turned on is never turned off.
 pub struct AuditOn {
     sock: std::os::fd::OwnedFd,
-    was: u32,
+    lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
+
+const LOCK: &str = "/run/stockade-learn-audit.lock";
+const MARK: &str = "/run/stockade-learn-audit.enabled-by-stockade";
 
 fn request(sock: &std::os::fd::OwnedFd, kind: u16, payload: &[u32]) -> Option<Vec<u8>> {
     use std::os::fd::AsRawFd;
@@ -66,6 +72,7 @@ fn request(sock: &std::os::fd::OwnedFd, kind: u16, payload: &[u32]) -> Option<Ve
 impl AuditOn {
     pub fn enable() -> Option<AuditOn> {
         use nix::sys::socket::{AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+        use std::os::unix::fs::OpenOptionsExt;
         let sock = nix::sys::socket::socket(
             AddressFamily::Netlink,
             SockType::Raw,
@@ -78,27 +85,48 @@ impl AuditOn {
             &NetlinkAddr::new(0, 0),
         )
         .ok()?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(LOCK)
+            .ok()?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockShared).ok()?;
         let st = request(&sock, AUDIT_GET, &[])?;
-        let was = u32::from_ne_bytes(st.get(4..8)?.try_into().ok()?);
-        if was == 0 {
+        let enabled = u32::from_ne_bytes(st.get(4..8)?.try_into().ok()?);
+        if enabled == 0 {
             request(
                 &sock,
                 AUDIT_SET,
                 &[AUDIT_STATUS_ENABLED, 1, 0, 0, 0, 0, 0, 0],
             )?;
+            let _ = std::fs::write(MARK, b"");
         }
-        Some(AuditOn { sock, was })
+        Some(AuditOn {
+            sock,
+            lock: Some(lock),
+        })
     }
 }
 
 impl Drop for AuditOn {
     fn drop(&mut self) {
-        if self.was == 0 {
-            let _ = request(
-                &self.sock,
-                AUDIT_SET,
-                &[AUDIT_STATUS_ENABLED, 0, 0, 0, 0, 0, 0, 0],
-            );
+        let Some(file) = self.lock.take().and_then(|l| l.unlock().ok()) else {
+            return;
+        };
+        // Another replay still holding it shared will do this when it ends.
+        if let Ok(last) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            if std::fs::remove_file(MARK).is_ok() {
+                let _ = request(
+                    &self.sock,
+                    AUDIT_SET,
+                    &[AUDIT_STATUS_ENABLED, 0, 0, 0, 0, 0, 0, 0],
+                );
+            }
+            let _ = last.unlock();
         }
     }
 }
@@ -143,6 +171,26 @@ pub fn landlock_denials(records: &[String], pids: &BTreeSet<i32>) -> BTreeMap<St
             .or_default() += 1;
     }
     out
+}
+
+/// The seccomp kill records (`type=1326`, SIGSYS) of processes running as `uid`: the syscall,
+/// named when native.
+pub fn seccomp_kills(records: &[String], uid: u32) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| crate::seccomp_policy::parse_kill_record(r, uid))
+        .map(|k| {
+            let arch = super::record::arch_name(k.killed.arch);
+            if k.killed.arch == crate::seccomp_policy::native_audit_arch() {
+                format!(
+                    "{} ({arch})",
+                    super::record::syscall_name(u64::from(k.killed.syscall))
+                )
+            } else {
+                format!("syscall {} ({arch})", k.killed.syscall)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

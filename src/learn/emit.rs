@@ -135,7 +135,10 @@ fn depth(p: &Path) -> usize {
 }
 
 fn too_wide(p: &Path) -> bool {
-    TOO_WIDE.iter().any(|w| Path::new(w) == p) || depth(p) < 2
+    // A home directory is someone's whole account (keys, tokens, shell history).
+    let home =
+        (p.starts_with("/home") && depth(p) <= 2) || (p.starts_with("/root") && depth(p) <= 1);
+    TOO_WIDE.iter().any(|w| Path::new(w) == p) || depth(p) < 2 || home
 }
 
 /// Where a recorded use lands in the profile.
@@ -143,9 +146,18 @@ fn target(path: &Path, need: Need, dir: bool) -> Option<PathBuf> {
     if !path.is_absolute() {
         return None; // pipe:[…], socket:[…], anon_inode:…
     }
-    for shared in ["/proc", "/tmp", "/dev/shm"] {
-        if path.starts_with(shared) {
-            return Some(PathBuf::from(shared));
+    if path.starts_with("/proc") {
+        return Some(PathBuf::from("/proc")); // per-pid names
+    }
+    // Per-run names (mkstemp, mkdtemp, shm_open): whatever lies below a name directly in /tmp or
+    // /dev/shm that is gone now is the shared directory's. A place there that outlived the run
+    // keeps its own rule: /tmp as a whole is not granted (or made executable) for it.
+    for shared in ["/tmp", "/dev/shm"] {
+        if let Ok(rest) = path.strip_prefix(shared) {
+            let top = rest.components().next().map(|c| Path::new(shared).join(c));
+            if top.is_none_or(|t| std::fs::symlink_metadata(t).is_err()) {
+                return Some(PathBuf::from(shared));
+            }
         }
     }
     if need == Need::Seen && dir {
@@ -474,6 +486,16 @@ pub fn profile(
             _ => rw.push(v),
         }
     }
+    // Rights add up beneath a writable place: a read-only rule inside one would be a false
+    // promise (and the profile check refuses it).
+    let writable: Vec<PathBuf> = rw
+        .iter()
+        .map(|e| PathBuf::from(value_path(e.get_ref()).0))
+        .collect();
+    ro.retain(|e| {
+        let p = Path::new(value_path(e.get_ref()).0);
+        !writable.iter().any(|w| p != w && p.starts_with(w))
+    });
     p.landlock.read_only = ro;
     p.landlock.read_exec = rx;
     p.landlock.read_write = rw;

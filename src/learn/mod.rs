@@ -33,9 +33,10 @@ use crate::plan::LearnMode;
 use crate::profile::{PidNamespace, RestartMode, SignalTarget};
 
 const LEARN_AFTER_HELP: &str = "\
-Exit codes: 0 written (and, with --verify, replayed without a denial); 79 the replay denied
-something (listed); 80 the client command failed (the profile is written); otherwise stockade's
-own codes (stockade --help) or the server's.
+Exit codes: 0 written (and, with --verify, replayed without a denial), whatever the server's own
+status (it is in the profile's header); 79 the replay denied something, seccomp killed the
+server, or it ended otherwise than while learning (listed); 80 the client command failed (the
+profile is written); otherwise stockade's own codes (stockade --help).
 
 The learning run is not confined by Landlock or a fresh root: learn with trusted models and
 inputs. See docs/LEARN.md.";
@@ -110,7 +111,7 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
     }
     if let Some(replay) = &cli.replay {
         let outcome = run_once(replay, cli, original_mask, LearnMode::Replay, None)?;
-        return Ok(report_denials(&outcome, replay));
+        return Ok(report_denials(&outcome, replay, None));
     }
     let (Some(base), Some(output)) = (&cli.profile, &cli.output) else {
         return Err(Error::Usage("--profile and --output are required".into()));
@@ -136,12 +137,18 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
             nix::unistd::ForkResult::Child => {
                 drop(r);
                 let code = match record(cli, base, output, original_mask) {
-                    Ok((code, used)) => {
+                    Ok((code, used, status)) => {
                         use std::io::Write;
-                        let mut f = std::fs::File::from(w);
+                        use std::os::unix::ffi::OsStrExt;
+                        // NUL-separated: a path may hold any other byte.
+                        let mut buf = format!("S{status}\0").into_bytes();
                         for (p, need) in used {
-                            let _ = writeln!(f, "{} {}", need as u8, p.display());
+                            buf.push(b'P');
+                            buf.push(b'0' + need as u8);
+                            buf.extend_from_slice(p.as_os_str().as_bytes());
+                            buf.push(0);
                         }
+                        let _ = std::fs::File::from(w).write_all(&buf);
                         code
                     }
                     Err(e) => {
@@ -153,8 +160,8 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
             }
             nix::unistd::ForkResult::Parent { child } => {
                 drop(w);
-                let mut text = String::new();
-                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut text);
+                let mut text = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut text);
                 let code = match nix::sys::wait::waitpid(child, None) {
                     Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
                     _ => i32::from(crate::error::code::SOFTWARE),
@@ -166,26 +173,43 @@ pub fn run(cli: &LearnCli, original_mask: SigSet) -> Result<u8> {
             return Ok(u8::try_from(code).unwrap_or(crate::error::code::SOFTWARE));
         }
         let spec = output.display().to_string();
+        let (learned, status) = learned;
         let replay = run_once(&spec, cli, original_mask, LearnMode::Replay, Some(learned))?;
-        return Ok(report_denials(&replay, &spec));
+        return Ok(report_denials(&replay, &spec, status.as_deref()));
     }
-    record(cli, base, output, original_mask).map(|(code, _)| code)
+    record(cli, base, output, original_mask).map(|(code, ..)| code)
 }
 
-fn parse_used(text: &str) -> std::collections::BTreeMap<PathBuf, record::Need> {
-    text.lines()
-        .filter_map(|l| {
-            let (n, p) = l.split_once(' ')?;
-            let need = match n {
-                "0" => record::Need::Seen,
-                "1" => record::Need::Read,
-                "2" => record::Need::Exec,
-                _ => record::Need::Write,
-            };
-            Some((PathBuf::from(p), need))
-        })
-        .collect()
+/// The recording child's report: its server's status, and what it saw used.
+fn parse_used(
+    data: &[u8],
+) -> (
+    std::collections::BTreeMap<PathBuf, record::Need>,
+    Option<String>,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut used = std::collections::BTreeMap::new();
+    let mut status = None;
+    for rec in data.split(|b| *b == 0) {
+        match rec {
+            [b'S', rest @ ..] => status = Some(String::from_utf8_lossy(rest).into_owned()),
+            [b'P', n, path @ ..] => {
+                let need = match n {
+                    b'0' => record::Need::Seen,
+                    b'1' => record::Need::Read,
+                    b'2' => record::Need::Exec,
+                    _ => record::Need::Write,
+                };
+                used.insert(PathBuf::from(std::ffi::OsStr::from_bytes(path)), need);
+            }
+            _ => {}
+        }
+    }
+    (used, status)
 }
+
+/// A recording's exit code, what it saw used (for the replay's verdict), its server's status.
+type Recorded = (u8, Vec<(PathBuf, record::Need)>, String);
 
 /// The learning run; returns the exit code and what it saw used.
 fn record(
@@ -193,7 +217,7 @@ fn record(
     base: &str,
     output: &std::path::Path,
     original_mask: SigSet,
-) -> Result<(u8, Vec<(PathBuf, record::Need)>)> {
+) -> Result<Recorded> {
     let outcome = run_once(base, cli, original_mask, LearnMode::Record, None)?;
     let rec = &outcome.tracer.rec;
     for (p, u) in &rec.paths {
@@ -212,6 +236,28 @@ fn record(
     };
     let emitted = emit::profile(rec, &base_loaded, &outcome.plan, &meta)?;
     write_atomically(output, &emitted.text)?;
+    // It must also start like any profile: every path it names absolute and there (a plan
+    // cannot be built here: this process has given up the privileges a start needs).
+    let loaded = crate::profile::load(&output.display().to_string())?;
+    let l = &loaded.profile.landlock;
+    for e in l
+        .read_only
+        .iter()
+        .chain(&l.read_exec)
+        .chain(&l.read_write)
+        .chain(&l.make_dirs)
+        .chain(&l.connect_unix)
+    {
+        let v = e.get_ref();
+        let p = std::path::Path::new(v.path());
+        if !p.is_absolute() || (!v.optional() && std::fs::symlink_metadata(p).is_err()) {
+            return Err(Error::Internal(format!(
+                "the learned profile {} names {}, which is not an absolute path that exists",
+                output.display(),
+                p.display()
+            )));
+        }
+    }
     let allowed = rec.native_syscalls().count();
     eprintln!(
         "stockade learn: wrote {} ({} syscalls seen, {} paths, {} stops); server {}",
@@ -247,10 +293,31 @@ fn record(
         Some(c) if c != 0 => CLIENT_FAILED,
         _ => 0,
     };
-    Ok((code, used))
+    Ok((code, used, outcome.status.clone()))
 }
 
-fn report_denials(o: &Outcome, spec: &str) -> u8 {
+/// The replay's verdict: every denial listed; 79 if the profile has a gap, the server was killed
+/// by seccomp, ended otherwise than while learning, or the client failed.
+fn report_denials(o: &Outcome, spec: &str, learned_status: Option<&str>) -> u8 {
+    let mut failed = false;
+    if o.status == "killed by SIGSYS" {
+        eprintln!(
+            "stockade learn: replay of {spec}: seccomp killed the server ({})",
+            if o.kills.is_empty() {
+                "the kernel's record was not readable".to_string()
+            } else {
+                o.kills.join(", ")
+            }
+        );
+        failed = true;
+    }
+    if let Some(l) = learned_status.filter(|l| *l != o.status) {
+        eprintln!(
+            "stockade learn: replay of {spec}: the server {} (while learning it {l})",
+            o.status
+        );
+        failed = true;
+    }
     if o.audit_read {
         for (line, n) in &o.audit {
             eprintln!("stockade learn: replay of {spec}: kernel audit: {line} ×{n}");
@@ -270,9 +337,10 @@ fn report_denials(o: &Outcome, spec: &str) -> u8 {
     }
     if let Some(c) = o.client_status.filter(|c| *c != 0) {
         eprintln!("stockade learn: replay of {spec}: the client failed (exit {c})");
-        if o.denials.is_empty() {
-            return DENIED;
-        }
+        failed = true;
+    }
+    if failed && o.denials.is_empty() {
+        return DENIED;
     }
     if o.denials.is_empty() {
         eprintln!(
@@ -297,6 +365,8 @@ struct Outcome {
     expected: std::collections::BTreeMap<trace::Denial, u64>,
     /// The kernel's audit records of the replay (as root), or nothing.
     audit: std::collections::BTreeMap<String, u64>,
+    /// The kernel's seccomp kill records of the replay: "syscall (arch)".
+    kills: Vec<String>,
     audit_read: bool,
     plan: crate::plan::Plan,
     display_argv: Vec<String>,
@@ -417,6 +487,7 @@ fn run_once(
         grace: Duration::from_secs(plan.supervise.stop_grace_secs),
         max: (cli.max_secs > 0).then(|| Duration::from_secs(cli.max_secs)),
         gone: gone.clone(),
+        server_gone: tracer.server_gone.clone(),
         live: tracer.live.clone(),
     };
     let handle = std::thread::Builder::new()
@@ -442,13 +513,19 @@ fn run_once(
         Some(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!("killed by {s:?}"),
         _ => "status unknown".into(),
     };
-    let audit = kmsg
+    let recs = kmsg
         .as_mut()
-        .map(|k| {
-            let recs = k.drain(Duration::from_millis(300));
-            audit::landlock_denials(&recs, &BTreeSet::from([server.as_raw()]))
-        })
+        .map(|k| k.drain(Duration::from_millis(300)))
         .unwrap_or_default();
+    let audit = audit::landlock_denials(&recs, &BTreeSet::from([server.as_raw()]));
+    let mut kills = audit::seccomp_kills(&recs, plan.identity.uid);
+    if kills.is_empty() {
+        kills = tracer
+            .kills
+            .iter()
+            .map(|k| format!("{k}, seen by the tracer"))
+            .collect();
+    }
     let audit_ok = audit_on.is_some();
     drop(audit_on);
     let denials = std::mem::take(&mut tracer.denials);
@@ -459,6 +536,7 @@ fn run_once(
         denials,
         expected,
         audit,
+        kills,
         audit_read: kmsg.is_some() && audit_ok,
         plan,
         seconds: started.elapsed().as_secs_f64(),
@@ -521,6 +599,8 @@ struct Driver {
     grace: Duration,
     max: Option<Duration>,
     gone: Arc<AtomicBool>,
+    /// The server itself has exited (set by the tracer).
+    server_gone: Arc<AtomicBool>,
     live: Arc<Mutex<std::collections::BTreeSet<i32>>>,
 }
 
@@ -575,9 +655,12 @@ impl Driver {
             if ready && client.is_none() && client_status.is_none() && stop_at.is_none() {
                 if let Some(cmd) = &self.client {
                     info!(cmd, "server ready: running the client");
+                    use std::os::unix::process::CommandExt;
+                    // Its own process group: whatever it starts is stopped with it.
                     match std::process::Command::new("/bin/sh")
                         .arg("-c")
                         .arg(cmd)
+                        .process_group(0)
                         .spawn()
                     {
                         Ok(c) => client = Some(c),
@@ -590,6 +673,7 @@ impl Driver {
             }
             if let Some(c) = client.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
+                    let _ = crate::sys::kill_raw(-(c.id() as i32), nix::libc::SIGKILL);
                     client_status = Some(st.code().unwrap_or(128));
                     client = None;
                     info!(status = ?client_status, "client done: stopping the server");
@@ -598,6 +682,20 @@ impl Driver {
                         stop_at = Some(now);
                     }
                 }
+            }
+            // The server is gone but something it started is still traced (a daemon that left
+            // its group): it gets the stop signal now, SIGKILL at the grace, as leftovers do
+            // under the supervisor.
+            if stop_at.is_none() && self.server_gone.load(Ordering::SeqCst) {
+                let tasks: Vec<i32> = self
+                    .live
+                    .lock()
+                    .map(|l| l.iter().copied().collect())
+                    .unwrap_or_default();
+                for t in tasks {
+                    let _ = crate::sys::kill_raw(t, nix::libc::SIGTERM);
+                }
+                stop_at = Some(now);
             }
             if self
                 .max
@@ -627,7 +725,7 @@ impl Driver {
             }
         }
         if let Some(mut c) = client {
-            let _ = c.kill();
+            let _ = crate::sys::kill_raw(-(c.id() as i32), nix::libc::SIGKILL);
             client_status = c.wait().ok().and_then(|s| s.code());
         }
         client_status

@@ -54,6 +54,8 @@ enum Pending {
     Dirs(Vec<PathBuf>),
     /// A path written in place (truncate).
     Write(PathBuf),
+    /// A replayed exec of this path.
+    Exec(PathBuf),
     /// bind/connect with the decoded address.
     Net {
         bind: bool,
@@ -93,8 +95,12 @@ pub struct Tracer {
     /// Every task traced so far (threads and processes), for "is this signal's target ours".
     tasks: BTreeSet<i32>,
     pub live: Arc<Mutex<BTreeSet<i32>>>,
+    /// Set when the server itself has exited (the driver then stops its leftovers).
+    pub server_gone: Arc<std::sync::atomic::AtomicBool>,
     server: Pid,
     pub server_status: Option<WaitStatus>,
+    /// The syscalls seccomp killed a task for (read from its registers as it exits).
+    pub kills: Vec<String>,
     /// The server's first exec happened (else the launcher's report says why not).
     pub server_execd: bool,
 }
@@ -126,8 +132,10 @@ impl Tracer {
             pending: HashMap::new(),
             tasks: BTreeSet::from([server.as_raw()]),
             live,
+            server_gone: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             server,
             server_status: None,
+            kills: Vec::new(),
             server_execd: false,
         }
     }
@@ -154,8 +162,18 @@ impl Tracer {
                         if pid == self.server {
                             self.server_execd = true;
                         }
-                        // A non-leader thread's exec takes the leader's pid: drop its state.
+                        // A non-leader thread's exec takes the leader's pid: its former tid is
+                        // gone (and may be reused by anyone).
                         self.pending.remove(&pid.as_raw());
+                        if let Ok(former) = ptrace::getevent(pid) {
+                            let former = former as i32;
+                            if former != pid.as_raw() {
+                                self.pending.remove(&former);
+                                if let Ok(mut l) = self.live.lock() {
+                                    l.remove(&former);
+                                }
+                            }
+                        }
                         if self.mode == Mode::Record {
                             if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
                                 *self.rec.execs.entry(exe.clone()).or_default() += 1;
@@ -182,6 +200,20 @@ impl Tracer {
                         }
                         let _ = ptrace::cont(pid, None);
                     }
+                    nix::libc::PTRACE_EVENT_EXIT => {
+                        // A seccomp kill leaves the killing call in the registers: named here
+                        // without the kernel's audit record (which a busy log can drop).
+                        let status = ptrace::getevent(pid).unwrap_or(0) as i32;
+                        if nix::libc::WIFSIGNALED(status)
+                            && nix::libc::WTERMSIG(status) == nix::libc::SIGSYS
+                        {
+                            #[cfg(target_arch = "x86_64")]
+                            if let Ok(regs) = ptrace::getregs(pid) {
+                                self.kills.push(syscall_name(regs.orig_rax));
+                            }
+                        }
+                        let _ = ptrace::cont(pid, None);
+                    }
                     // A new task's first stop, or a group stop: let it run.
                     _ => {
                         let _ = ptrace::cont(pid, None);
@@ -204,6 +236,8 @@ impl Tracer {
                 }
                 if pid == self.server {
                     self.server_status = Some(s);
+                    self.server_gone
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             _ => {}
@@ -251,15 +285,23 @@ impl Tracer {
         let u = self.rec.syscalls.entry((info.arch, info.nr)).or_default();
         u.count += 1;
         let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
-        if u.verdict
-            .is_none_or(|v| v == Verdict::Allowed || v == Verdict::Unlisted)
-        {
+        // The most permissive answer any call got: one refused call (a TIOCSTI, a netlink
+        // socket) must not take away a syscall the server used legitimately.
+        let rank = |v: Verdict| match v {
+            Verdict::Allowed => 3,
+            Verdict::Unlisted => 2,
+            Verdict::Refused(_) => 1,
+            Verdict::Killed => 0,
+        };
+        if u.verdict.is_none_or(|v| rank(verdict) > rank(v)) {
             u.verdict = Some(verdict);
         }
         let name = if native {
             syscall_name(info.nr)
+        } else if info.arch == self.rec.native_arch {
+            format!("x32 nr {}", info.nr & !u64::from(crate::bpf::X32_BIT))
         } else {
-            format!("{} nr {}", arch_name(info.arch), info.nr & !0x4000_0000)
+            format!("{} nr {}", arch_name(info.arch), info.nr)
         };
         if native {
             self.args(info);
@@ -321,6 +363,7 @@ impl Tracer {
                 Pending::Open { path, flags, .. } => Some((path.clone(), open_need(*flags))),
                 Pending::Seen(path) => Some((path.clone(), Need::Seen)),
                 Pending::Write(path) => Some((path.clone(), Need::Write)),
+                Pending::Exec(path) => Some((path.clone(), Need::Exec)),
                 Pending::Dirs(d) => d.first().map(|p| (p.clone(), Need::Write)),
                 Pending::Net {
                     bind,
@@ -353,7 +396,9 @@ impl Tracer {
             }
             let what = match pending {
                 Pending::Open { path, .. } => format!("{name} {}", path.display()),
-                Pending::Seen(p) | Pending::Write(p) => format!("{name} {}", p.display()),
+                Pending::Seen(p) | Pending::Write(p) | Pending::Exec(p) => {
+                    format!("{name} {}", p.display())
+                }
                 Pending::Dirs(d) => format!(
                     "{name} in {}",
                     d.iter()
@@ -467,6 +512,14 @@ impl Tracer {
             S::truncate => at(cwd, a[0]).map_or(Pending::Nothing, Pending::Write),
             // The path as the caller named it (`/bin/sh` through the /bin symlink): a fresh root
             // needs the link; the exec event gives the file.
+            S::execve | S::execveat if self.mode == Mode::Replay => {
+                let named = if sys == S::execve {
+                    at(cwd, a[0])
+                } else {
+                    at(a[0], a[1])
+                };
+                named.map_or(Pending::Nothing, Pending::Exec)
+            }
             S::execve | S::execveat if self.mode == Mode::Record => {
                 let named = if sys == S::execve {
                     at(cwd, a[0])
@@ -479,11 +532,17 @@ impl Tracer {
                 Pending::Nothing
             }
             S::bind | S::connect => {
-                let addr = read_bytes(p, a[1], (a[2] as usize).min(128))
-                    .map_or(Addr::Other, |b| sockaddr(&b));
-                if matches!(addr, Addr::Other) {
-                    return Pending::Nothing;
-                }
+                let addr = match read_bytes(p, a[1], (a[2] as usize).min(128))
+                    .map_or(Addr::Other, |b| sockaddr(&b))
+                {
+                    // A relative socket path is the caller's cwd's.
+                    Addr::Unix(path) => match absolute(p, AT_FDCWD, &path) {
+                        Some(abs) => Addr::Unix(abs),
+                        None => return Pending::Nothing,
+                    },
+                    Addr::Other => return Pending::Nothing,
+                    other => other,
+                };
                 let stream = socket_is_stream(p, a[0] as i32).unwrap_or(true);
                 Pending::Net {
                     bind: sys == S::bind,
@@ -606,7 +665,20 @@ impl Tracer {
                 existed,
             } => {
                 let fd = info.rval;
+                const O_TMPFILE: u64 = 0o20_200_000;
+                if flags & O_TMPFILE == O_TMPFILE {
+                    // An unnamed file in the directory given: it may be linked in there later.
+                    self.rec.path(path, Need::Write, true);
+                    return;
+                }
                 let (real, dir) = fd_path(p, fd as i32).unwrap_or((path.clone(), false));
+                if real.to_string_lossy().ends_with(" (deleted)") {
+                    // Gone by the time we looked: only its directory is known to the profile.
+                    if let Some(parent) = path.parent() {
+                        self.rec.path(parent.to_path_buf(), Need::Write, true);
+                    }
+                    return;
+                }
                 if real != path {
                     // Opened through a symlink (/etc/localtime): a fresh root needs the link as
                     // named, and its target.
@@ -666,7 +738,7 @@ impl Tracer {
                 }
                 (Addr::Other, _, _) => {}
             },
-            Pending::Watch(..) | Pending::Nothing => {}
+            Pending::Watch(..) | Pending::Exec(_) | Pending::Nothing => {}
         }
     }
 }

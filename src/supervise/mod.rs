@@ -67,9 +67,9 @@ fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
 
 /// `spawn`, optionally under ptrace (`stockade learn`): the parent seizes the child before it
 /// takes its first step, so every process and thread the server makes is traced from its
-/// first syscall, and the child waits on a gate until then. When recording, the exec itself
-/// stops for the tracer, so the exec report is not waited for here: its read end is returned
-/// for the tracer to read once the child has exec'd or died.
+/// first syscall, and the child waits on a gate until then. The exec itself may stop for the
+/// tracer, so the exec report is not waited for here: its read end is returned for the tracer
+/// to read once the child has exec'd or died.
 pub fn spawn_with(
     plan: &mut Plan,
     original_mask: &SigSet,
@@ -136,6 +136,7 @@ pub fn spawn_with(
                     | Options::PTRACE_O_TRACEFORK
                     | Options::PTRACE_O_TRACEVFORK
                     | Options::PTRACE_O_TRACEEXEC
+                    | Options::PTRACE_O_TRACEEXIT
                     | Options::PTRACE_O_EXITKILL;
                 let seized = nix::sys::ptrace::seize(child, opts)
                     .and_then(|()| nix::unistd::write(&gw, &[1u8]).map(drop));
@@ -151,7 +152,7 @@ pub fn spawn_with(
                 return Err(e);
             }
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
-            if traced && plan.learn == Some(crate::plan::LearnMode::Record) {
+            if traced {
                 return Ok((child, Some(r)));
             }
             match crate::report::receive(r) {
