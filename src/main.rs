@@ -6,27 +6,9 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, SigmaskHow};
 
 fn main() -> ExitCode {
-    // The dispositions stockade's parent left were recorded by an ELF constructor before Rust's
-    // runtime ran (src/sys.rs): ignored ones stay ignored for the server, as under tini. Should
-    // the constructor not have run, record now; SIGPIPE's original is then unknown (the runtime
-    // ignored it) and the server gets the default.
-    if stockade::sys::record_ignored_at_start() {
-        stockade::sys::forget_ignored_at_start(nix::libc::SIGPIPE);
-    }
-    // An ignored SIGCHLD makes the kernel reap our children itself, so the server's exit status
-    // would be lost: stockade and the server get the default (a deliberate deviation).
-    if stockade::sys::ignored_at_start(nix::libc::SIGCHLD) {
-        let _ = stockade::sys::default_disposition(nix::libc::SIGCHLD);
-        stockade::sys::forget_ignored_at_start(nix::libc::SIGCHLD);
-    }
-    // Block every signal before anything else: one that arrives before the supervisor's handlers
-    // exist stays pending instead of being lost (or ignored, as PID 1 of a namespace would).
-    let mut original = SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut original),
-    );
+    // The parent's ignored signals kept for the server (as under tini), an ignored SIGCHLD
+    // reset, everything blocked until the handlers exist (src/sys.rs).
+    let original = stockade::sys::take_signals_at_start();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "learn") {
         return learn(args, original);

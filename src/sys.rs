@@ -573,3 +573,26 @@ pub fn libc_version() -> String {
         "musl (static)".to_string()
     }
 }
+
+/// What both binaries do first: keep the parent's ignored signals for the server (recorded by
+/// the constructor; SIGPIPE's original is unknown if it did not run), never inherit an ignored
+/// SIGCHLD (the kernel would reap the server and its status would be lost), then block every
+/// signal, so one that arrives before the handlers exist stays pending instead of being lost (or
+/// ignored, as PID 1 of a namespace would). Returns the mask the process started with.
+pub fn take_signals_at_start() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    if record_ignored_at_start() {
+        forget_ignored_at_start(nix::libc::SIGPIPE);
+    }
+    if ignored_at_start(nix::libc::SIGCHLD) {
+        let _ = default_disposition(nix::libc::SIGCHLD);
+        forget_ignored_at_start(nix::libc::SIGCHLD);
+    }
+    let mut original = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut original),
+    );
+    original
+}

@@ -39,6 +39,47 @@ fn learn(args: &[&str], limit: Duration) -> std::process::Output {
     run(&mut c, limit)
 }
 
+/// `stockade --profile PROFILE -- ARGV` started from `/` with only `PATH` (None: inherited).
+fn enforced(path: Option<&str>, profile: &Path, argv: &[String]) -> std::process::Child {
+    let mut c = Command::new(stockade());
+    if let Some(p) = path {
+        c.env_clear().env("PATH", p);
+    }
+    c.current_dir("/")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `f` until it answers, at most `limit`.
+fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// SIGTERM to the stockade we started; its exit code must be `code`.
+fn stop_expecting(child: std::process::Child, code: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = common::wait_output(child, Duration::from_secs(90));
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+}
+
 /// The syscalls stockade's child makes between fork and exec: none may be in a learned profile.
 const LAUNCHER_SETUP: &[&str] = &[
     "landlock_create_ruleset",
@@ -255,24 +296,12 @@ fn python_http_server_round_trip() {
     assert!(text.contains(&format!("bind_tcp = [{port}]")), "{text}");
 
     // Enforced by a plain start: it serves, confined, and stops on SIGTERM.
-    let child = Command::new(stockade())
-        .arg("--profile")
-        .arg(&out)
-        .arg("--")
-        .args(server)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let argv: Vec<String> = server.iter().map(|a| a.to_string()).collect();
+    let child = enforced(None, &out, &argv);
     let pid = child.id() as i32;
-    let end = Instant::now() + Duration::from_secs(20);
-    let mut answer = None;
-    while Instant::now() < end && answer.is_none() {
-        answer = common::procs::http_req(port, "GET", "/", "").filter(|(c, _)| *c == 200);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let answer = poll(Duration::from_secs(20), || {
+        common::procs::http_req(port, "GET", "/", "").filter(|(c, _)| *c == 200)
+    });
     assert!(answer.is_some(), "the learned profile does not serve");
     let py = common::procs::descendants(pid)
         .into_iter()
@@ -283,14 +312,8 @@ fn python_http_server_round_trip() {
     assert_eq!(st["NoNewPrivs"], "1");
     assert_eq!(st["Seccomp"], "2");
     assert_eq!(st["CapEff"], "0000000000000000");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = common::wait_output(child, Duration::from_secs(20));
     // python's http.server has no SIGTERM handler: it dies of the signal, as it does bare.
-    assert_eq!(o.status.code(), Some(128 + 15), "{}", stderr(&o));
+    stop_expecting(child, 128 + 15);
 }
 
 /// /opt/stockade/triton/env.sh's values (scripts/install-triton.sh).
@@ -390,28 +413,12 @@ fn triton_round_trip() {
     );
 
     // Enforced by a plain start: ready, inference, SIGTERM → exit 0.
-    let child = Command::new(stockade())
-        .env_clear()
-        .env("PATH", &env["TRITON_PATH"])
-        .current_dir("/")
-        .arg("--profile")
-        .arg(&out)
-        .arg("--")
-        .args(&server)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(120);
-    let mut ready = false;
-    while Instant::now() < end && !ready {
-        ready = common::procs::http_req(http, "GET", "/v2/health/ready", "")
-            .is_some_and(|(c, _)| c == 200);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = enforced(Some(&env["TRITON_PATH"]), &out, &server);
+    let ready = poll(Duration::from_secs(120), || {
+        common::procs::http_req(http, "GET", "/v2/health/ready", "").filter(|(c, _)| *c == 200)
+    });
     assert!(
-        ready,
+        ready.is_some(),
         "Triton under the learned profile did not become ready"
     );
     let infer = Command::new(py)
@@ -424,13 +431,7 @@ fn triton_round_trip() {
         "{}",
         String::from_utf8_lossy(&infer.stderr)
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = common::wait_output(child, Duration::from_secs(90));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stop_expecting(child, 0);
 }
 
 #[test]
@@ -575,38 +576,17 @@ fn mlserver_round_trip() {
     assert!(err.contains("no denial"), "{err}");
 
     // Enforced by a plain start: ready, inference, SIGTERM → exit 0.
-    let child = Command::new(stockade())
-        .env_clear()
-        .env("PATH", &path)
-        .current_dir("/")
-        .arg("--profile")
-        .arg(&out)
-        .arg("--")
-        .arg(&exe)
-        .args(["start", &repo_s])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(120);
-    let mut answer = None;
-    while Instant::now() < end && answer.is_none() {
-        answer = common::procs::http_req(http, "POST", "/v2/models/add/infer", body)
-            .filter(|(c, _)| *c == 200);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let argv = vec![exe.display().to_string(), "start".into(), repo_s.clone()];
+    let child = enforced(Some(&path), &out, &argv);
+    let answer = poll(Duration::from_secs(120), || {
+        common::procs::http_req(http, "POST", "/v2/models/add/infer", body)
+            .filter(|(c, b)| *c == 200 && b.contains("OUTPUT0"))
+    });
     assert!(
-        answer.as_ref().is_some_and(|(_, b)| b.contains("OUTPUT0")),
-        "MLServer under the learned profile does not serve: {answer:?}"
+        answer.is_some(),
+        "MLServer under the learned profile does not serve"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = common::wait_output(child, Duration::from_secs(90));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stop_expecting(child, 0);
 }
 
 /// No client: the operator stops the learner with SIGINT (Ctrl-C), it stops the server, and the

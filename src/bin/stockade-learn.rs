@@ -5,24 +5,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use nix::sys::signal::{SigSet, SigmaskHow};
 
 fn main() -> ExitCode {
-    // As stockade's main: record the parent's ignored signals, never inherit an ignored
-    // SIGCHLD (the server's status would be lost), and block everything before any handler.
-    if stockade::sys::record_ignored_at_start() {
-        stockade::sys::forget_ignored_at_start(nix::libc::SIGPIPE);
-    }
-    if stockade::sys::ignored_at_start(nix::libc::SIGCHLD) {
-        let _ = stockade::sys::default_disposition(nix::libc::SIGCHLD);
-        stockade::sys::forget_ignored_at_start(nix::libc::SIGCHLD);
-    }
-    let mut original = SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut original),
-    );
+    // The parent's ignored signals kept for the server (as under tini), an ignored SIGCHLD
+    // reset, everything blocked until the handlers exist (src/sys.rs).
+    let original = stockade::sys::take_signals_at_start();
     let cli = match stockade::learn::LearnCli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -687,14 +687,7 @@ impl Driver {
             // its group): it gets the stop signal now, SIGKILL at the grace, as leftovers do
             // under the supervisor.
             if stop_at.is_none() && self.server_gone.load(Ordering::SeqCst) {
-                let tasks: Vec<i32> = self
-                    .live
-                    .lock()
-                    .map(|l| l.iter().copied().collect())
-                    .unwrap_or_default();
-                for t in tasks {
-                    let _ = crate::sys::kill_raw(t, nix::libc::SIGTERM);
-                }
+                self.signal_every_task(nix::libc::SIGTERM);
                 stop_at = Some(now);
             }
             if self
@@ -713,14 +706,7 @@ impl Driver {
                 }
                 if now.duration_since(t) >= self.grace + Duration::from_secs(2) {
                     // Leftovers outside the group (a daemon that left it): every task we trace.
-                    let tasks: Vec<i32> = self
-                        .live
-                        .lock()
-                        .map(|l| l.iter().copied().collect())
-                        .unwrap_or_default();
-                    for t in tasks {
-                        let _ = crate::sys::kill_raw(t, nix::libc::SIGKILL);
-                    }
+                    self.signal_every_task(nix::libc::SIGKILL);
                 }
             }
         }
@@ -729,6 +715,18 @@ impl Driver {
             client_status = c.wait().ok().and_then(|s| s.code());
         }
         client_status
+    }
+
+    /// Every task still traced, by pid: leftovers that left the server's process group.
+    fn signal_every_task(&self, sig: i32) {
+        let tasks: Vec<i32> = self
+            .live
+            .lock()
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = crate::sys::kill_raw(t, sig);
+        }
     }
 
     fn signal(&self, sig: i32) {
