@@ -61,3 +61,34 @@ pub struct Cli {
     #[arg(last = true, value_name = "SERVER")]
     pub command: Vec<OsString>,
 }
+
+/// Parse a command line; a refusal becomes stockade's one `stockade: usage: …` line (exit 64),
+/// `--help` and `--version` print as clap does (exit 0). `Err` is the exit code.
+pub fn parse_or_exit<T: Parser>(hint: &str) -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        say(&format!(
+            "stockade: usage: {} (see {hint})",
+            one_line(&e.to_string())
+        ));
+        std::process::ExitCode::from(crate::error::code::USAGE)
+    })
+}
+
+/// One line to stderr. A closed or broken stderr is not an error of the run: eprintln! would
+/// panic on EPIPE (SIGPIPE is ignored or caught, so the write returns EPIPE instead of killing).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// clap's message without its usage block and tips, on one line.
+fn one_line(msg: &str) -> String {
+    let body = msg.split("\n\n").next().unwrap_or(msg);
+    let body = body.strip_prefix("error: ").unwrap_or(body);
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use nix::sys::signal::{SigSet, SigmaskHow};
+use stockade::cli::say;
 
 fn main() -> ExitCode {
     // The parent's ignored signals kept for the server (as under tini), an ignored SIGCHLD
@@ -13,20 +13,9 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "learn") {
         return learn(args, original);
     }
-    let cli = match stockade::cli::Cli::try_parse() {
+    let cli: stockade::cli::Cli = match stockade::cli::parse_or_exit("stockade --help") {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            say(&format!(
-                "stockade: usage: {} (see stockade --help)",
-                one_line(&e.to_string())
-            ));
-            return ExitCode::from(stockade::error::code::USAGE);
-        }
+        Err(code) => return code,
     };
     stockade::logging::init();
     match stockade::app::run(&cli, original) {
@@ -58,18 +47,4 @@ fn learn(args: Vec<std::ffi::OsString>, original: SigSet) -> ExitCode {
     let e = std::process::Command::new(&exe).args(&args[2..]).exec();
     say(&format!("stockade: cannot run {}: {e}", exe.display()));
     ExitCode::from(stockade::error::code::NOT_EXECUTABLE)
-}
-
-/// One line to stderr. A closed or broken stderr is not an error of the run: eprintln! would
-/// panic on EPIPE (SIGPIPE is ignored or caught, so the write returns EPIPE instead of killing).
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// clap's message without its usage block and tips, on one line.
-fn one_line(msg: &str) -> String {
-    let body = msg.split("\n\n").next().unwrap_or(msg);
-    let body = body.strip_prefix("error: ").unwrap_or(body);
-    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }

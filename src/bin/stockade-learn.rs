@@ -4,26 +4,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use stockade::cli::say;
 
 fn main() -> ExitCode {
     // The parent's ignored signals kept for the server (as under tini), an ignored SIGCHLD
     // reset, everything blocked until the handlers exist (src/sys.rs).
     let original = stockade::sys::take_signals_at_start();
-    let cli = match stockade::learn::LearnCli::try_parse() {
+    let cli: stockade::learn::LearnCli = match stockade::cli::parse_or_exit("stockade learn --help")
+    {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            say(&format!(
-                "stockade: usage: {} (see stockade learn --help)",
-                one_line(&e.to_string())
-            ));
-            return ExitCode::from(stockade::error::code::USAGE);
-        }
+        Err(code) => return code,
     };
     stockade::logging::init();
     match stockade::learn::run(&cli, original) {
@@ -33,16 +23,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// clap's message without its usage block and tips, on one line.
-fn one_line(msg: &str) -> String {
-    let body = msg.split("\n\n").next().unwrap_or(msg);
-    let body = body.strip_prefix("error: ").unwrap_or(body);
-    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
