@@ -169,10 +169,10 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         landlock(plan)?;
     }
 
-    // LISTEN_PID, which only the child knows, formatted on the stack before the filter (under
-    // `stockade learn` every call after it stops for the tracer).
+    // LISTEN_PID, which only the child knows, read before the filter (which need not allow
+    // getpid), and only for socket activation: the launch path makes no call it does not need.
     let mut buf = [0u8; 32];
-    let pid = nix::unistd::getpid().as_raw();
+    let pid = (plan.env.listen_fds > 0).then(|| nix::unistd::getpid().as_raw());
 
     // 15. seccomp last: from here on only the filter's syscalls exist, and it stays for the
     //     server.
@@ -181,7 +181,7 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
     // 16. exec, by absolute path, with the planned environment only (plus LISTEN_PID; the
     //     launcher is single-threaded, so the one Vec of pointers here is as safe as the ones
     //     nix's execve allocates).
-    let e = if plan.env.listen_fds > 0 {
+    let e = if let Some(pid) = pid {
         let listen_pid = listen_pid_entry(&mut buf, pid);
         let env: Vec<&CStr> = plan
             .c_env

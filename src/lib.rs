@@ -14,6 +14,7 @@ pub mod cli;
 pub mod confine;
 pub mod env;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod landlock_policy;
 pub mod learn;

@@ -663,7 +663,7 @@ pub fn profile(
     for nr_use in rec
         .syscalls
         .iter()
-        .filter(|((a, nr), _)| *a != rec.native_arch || *nr >= u64::from(crate::bpf::X32_BIT))
+        .filter(|((a, nr), _)| !rec.is_native(*a, *nr))
     {
         let ((a, nr), u) = nr_use;
         sys_cov.push(format!(

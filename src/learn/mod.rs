@@ -460,17 +460,7 @@ fn run_once(
         ?mode,
         "server started under the learner"
     );
-    let mut tracer = trace::Tracer::new(
-        if mode == LearnMode::Record {
-            trace::Mode::Record
-        } else {
-            trace::Mode::Replay
-        },
-        marker.program,
-        conditional,
-        default_errno,
-        server,
-    );
+    let mut tracer = trace::Tracer::new(mode, marker.program, conditional, default_errno, server);
     tracer.learned = learned;
     let gone = Arc::new(AtomicBool::new(false));
     let driver = Driver {
@@ -739,35 +729,22 @@ impl Driver {
     }
 }
 
-/// Write `text` to `path` by a new file next to it and a rename: a reader never sees half a
-/// profile, and a symlink planted at either name (the output often lives in a shared directory
-/// and the learner is root) is neither followed nor written through (O_EXCL, O_NOFOLLOW; rename
-/// replaces the entry itself).
+/// Write `text` to `path` through `files::replace_at`: the output often lives in a shared
+/// directory and the learner is root, so a planted link is neither followed nor written through.
 fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let err = |e| Error::os(format!("writing {}", path.display()), e);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "profile".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let err = |e| Error::os(format!("writing {}", path.display()), e);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&tmp)
+        .ok_or_else(|| Error::Usage(format!("--output {} names no file", path.display())))?;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+        .open(dir)
         .map_err(err)?;
-    let written = f
-        .write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(err)
+    crate::files::replace_at(&dir, name, text.as_bytes(), 0o644).map_err(err)
 }

@@ -73,7 +73,6 @@ pub struct Record {
     pub abstract_connect: BTreeMap<Vec<u8>, u64>,
     /// (target as given to kill/tgkill, signal) for targets outside the traced processes.
     pub signals_out: BTreeMap<(i32, i32), u64>,
-    pub execs: BTreeMap<PathBuf, u64>,
     pub tasks: u64,
     pub stops: u64,
     /// Paths written to a place the base keeps read-only (EROFS): kept read-only.
@@ -93,11 +92,15 @@ impl Record {
         e.dir |= dir;
     }
 
+    /// A call of the architecture stockade runs (not i386, not x32: those it kills).
+    pub fn is_native(&self, arch: u32, nr: u64) -> bool {
+        arch == self.native_arch && nr < u64::from(crate::bpf::X32_BIT)
+    }
+
     pub fn native_syscalls(&self) -> impl Iterator<Item = (u64, &SysUse)> {
-        let arch = self.native_arch;
         self.syscalls
             .iter()
-            .filter(move |((a, nr), _)| *a == arch && *nr < u64::from(crate::bpf::X32_BIT))
+            .filter(|((a, nr), _)| self.is_native(*a, *nr))
             .map(|((_, nr), u)| (*nr, u))
     }
 

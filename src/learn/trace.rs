@@ -25,11 +25,7 @@ use syscalls::Sysno;
 use super::record::{Need, Record, Refusal, Verdict, arch_name, syscall_name};
 use crate::seccomp_policy::{LEARN_MARKER, TRACE_DEFAULT, TRACE_WATCH};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Record,
-    Replay,
-}
+pub use crate::plan::LearnMode as Mode;
 
 /// One denial seen in a replay.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,7 +172,6 @@ impl Tracer {
                         }
                         if self.mode == Mode::Record {
                             if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-                                *self.rec.execs.entry(exe.clone()).or_default() += 1;
                                 self.rec.path(exe, Need::Exec, false);
                             }
                             // The kernel opens the ELF interpreter itself, without a syscall
@@ -282,9 +277,9 @@ impl Tracer {
 
     fn record_entry(&mut self, pid: Pid, info: &crate::sys::SyscallInfo) {
         let verdict = self.verdict(info);
+        let native = self.rec.is_native(info.arch, info.nr);
         let u = self.rec.syscalls.entry((info.arch, info.nr)).or_default();
         u.count += 1;
-        let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
         // The most permissive answer any call got: one refused call (a TIOCSTI, a netlink
         // socket) must not take away a syscall the server used legitimately.
         let rank = |v: Verdict| match v {
@@ -336,7 +331,7 @@ impl Tracer {
     }
 
     fn replay_entry(&mut self, pid: Pid, info: &crate::sys::SyscallInfo) {
-        let native = info.arch == self.rec.native_arch && info.nr < u64::from(crate::bpf::X32_BIT);
+        let native = self.rec.is_native(info.arch, info.nr);
         let name = syscall_name(info.nr);
         if info.ret_data == u32::from(TRACE_DEFAULT) || !native {
             // After a learning run: a call its base refuses too is not a gap of the learned

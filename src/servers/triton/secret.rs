@@ -8,8 +8,8 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::RewriteError;
@@ -167,34 +167,7 @@ fn write_secret_file(path: &Path, secret: &Secret) -> std::io::Result<()> {
             meta.mode() & 0o7777
         )));
     }
-    let mut random = [0u8; 16];
-    File::open("/dev/urandom")?.read_exact(&mut random)?;
-    let tmp: String = format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    use nix::fcntl::OFlag;
-    let fd = nix::fcntl::openat(
-        &dir,
-        tmp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )?;
-    let written = (|| {
-        let mut f = File::from(fd);
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(secret.expose().as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        nix::fcntl::renameat(&dir, tmp.as_str(), &dir, name)?;
-        Ok(())
-    })();
-    if written.is_err() {
-        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    }
-    written
+    let mut line = secret.expose().as_bytes().to_vec();
+    line.push(b'\n');
+    crate::files::replace_at(&dir, name, &line, 0o600)
 }
