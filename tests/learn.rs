@@ -340,6 +340,30 @@ fn python_http_server_round_trip() {
     assert_eq!(st["CapEff"], "0000000000000000");
     // python's http.server has no SIGTERM handler: it dies of the signal, as it does bare.
     stop_expecting(child, 128 + 15);
+
+    // The attack, replayed: the same interpreter binding a port the profile does not grant is
+    // denied by Landlock (EACCES seen by the tracer; as root the kernel's record is printed too,
+    // best effort on a busy log), and the replay fails.
+    let other = free_port();
+    let o = learn(
+        &[
+            "--replay",
+            out.to_str().unwrap(),
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &format!("import socket; socket.socket().bind(('127.0.0.1', {other}))"),
+        ],
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(79), "{err}");
+    assert!(
+        err.contains(&format!(
+            "denied bind tcp/unix stream port {other} (Permission denied)"
+        )),
+        "{err}"
+    );
 }
 
 /// /opt/stockade/triton/env.sh's values (scripts/install-triton.sh).
