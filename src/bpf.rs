@@ -192,8 +192,9 @@ pub fn learn_program() -> Vec<sock_filter> {
 }
 
 /// `prog` with one call let through ahead of it: `write` to `fd`, the launcher's report of a
-/// failed exec. Under the learner a stop there would wait for a tracer that is itself waiting
-/// for the report. The fd is close-on-exec, so the server never holds it.
+/// failed exec, which is stockade's own and must neither be recorded by the learner nor refused
+/// by a replayed profile that lacks `write`. The fd is close-on-exec, so the server never holds
+/// it.
 pub fn with_report_write(arch: u32, write: u32, fd: u32, prog: &[sock_filter]) -> Vec<sock_filter> {
     let mut out = vec![
         stmt(LD_W_ABS, OFFSET_ARCH),

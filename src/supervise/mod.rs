@@ -93,8 +93,8 @@ pub fn spawn_with(
             .map_err(|e| Error::os("trace gate pipe", e))?;
         let gr = crate::sys::fd_at_least(gr, min).map_err(|e| Error::os("trace gate", e))?;
         let gw = crate::sys::fd_at_least(gw, min).map_err(|e| Error::os("trace gate", e))?;
-        // The report is written after the filter is in place (a failed exec): that one write
-        // must not stop for a tracer that is itself waiting for the report.
+        // The report is written after the filter is in place (a failed exec): that write is
+        // stockade's own, neither to be recorded nor refused (bpf::with_report_write).
         use std::os::fd::AsRawFd;
         let fd = u32::try_from(w.as_raw_fd()).unwrap_or(0);
         plan.seccomp.program = crate::seccomp_policy::with_report_write(&plan.seccomp.program, fd)?;
