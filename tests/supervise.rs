@@ -844,6 +844,15 @@ fn supervisor_drops_its_capabilities() {
             let rc = wait_file(&ready, Duration::from_secs(10));
             assert_ne!(rc.trim(), "0", "the server could signal its supervisor");
             let sup = r.supervisor_pid();
+            // The supervisor drops its own capabilities right after the fork, in parallel with
+            // the child's steps: on a loaded machine the server can be running first. Give the
+            // drop a bounded moment; a supervisor that never drops still fails below.
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end
+                && u64::from_str_radix(&status_field(sup, "CapEff"), 16).ok() != Some(want)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             for key in ["CapEff", "CapPrm", "CapBnd"] {
                 let v = u64::from_str_radix(&status_field(sup, key), 16).unwrap();
                 assert_eq!(v, want, "{mode:?} '{extra}': supervisor {key} = {v:#x}");

@@ -59,8 +59,10 @@ pub fn forwarded() -> Vec<i32> {
 
 /// Fork and confine one server instance. Returns once the child has exec'd (or failed).
 ///
-/// The parent reduces its own capabilities right after the fork: the child already holds its
-/// copy, so the supervisor is down to `supervisor_keeps` before the server can exec.
+/// The parent reduces its own capabilities right after the fork (the child already holds its
+/// copy), in parallel with the child's steps: usually before the server execs, not by
+/// construction. The window is the supervisor's first milliseconds, before it reads anything
+/// the server sends; the server runs as another uid and cannot signal or trace it meanwhile.
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
     spawn_with(plan, original_mask, false).map(|(pid, _)| pid)
 }
