@@ -9,6 +9,17 @@ fn main() -> ExitCode {
     // The parent's ignored signals kept for the server (as under tini), an ignored SIGCHLD
     // reset, everything blocked until the handlers exist (src/sys.rs).
     let original = stockade::sys::take_signals_at_start();
+    if let Some(spec) = std::env::var_os(stockade::supervise::pidns::RELAY_VAR) {
+        // The outer relay of a PID namespace, in a fresh image (supervise/pidns.rs).
+        stockade::logging::init();
+        return match stockade::supervise::pidns::relay_main(&spec) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                say(&format!("stockade: {e}"));
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "learn") {
         return learn(args, original);

@@ -616,12 +616,15 @@ pub fn apply(plan: &MountPlan) -> nix::Result<()> {
     }
     // The root itself: read-only, nothing can be added beside the listed paths.
     crate::sys::mount_setattr(&root, MOUNT_ATTR_RDONLY | FRESH_FS, false)?;
-    verify(&root, &items, true)?;
     // pivot_root(".", "."): the old root ends up stacked on the new one, and is detached.
     nix::unistd::chdir(&root)?;
     nix::unistd::pivot_root(".", ".")?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
-    nix::unistd::chdir("/")
+    nix::unistd::chdir("/")?;
+    // Read back once the host's mounts are gone from this namespace: the kernel then formats a
+    // dozen lines instead of every host mount (most of the read's cost). The server execs only
+    // after this passes.
+    verify(Path::new("/"), &items, true)
 }
 
 /// Read /proc/self/mountinfo back: every mount at or below a planned path must carry the flags

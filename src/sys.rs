@@ -142,21 +142,6 @@ pub fn capbset_drop(cap: u32) -> nix::Result<()> {
     Errno::result(rc).map(drop)
 }
 
-/// PR_CAPBSET_READ by raw index.
-pub fn capbset_read(cap: u32) -> nix::Result<bool> {
-    // SAFETY: PR_CAPBSET_READ takes an integer and no pointer.
-    let rc = unsafe {
-        nix::libc::prctl(
-            nix::libc::PR_CAPBSET_READ,
-            cap as nix::libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    Errno::result(rc).map(|v| v == 1)
-}
-
 /// _exit(2): leave the forked child without running atexit handlers or flushing stdio buffers
 /// that belong to the parent.
 pub fn exit_now(code: i32) -> ! {
@@ -265,6 +250,16 @@ pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: used only in the child just before exec, on fds the profile says are open and
     // inherited; fcntl on a closed fd fails with EBADF, which is reported, not undefined.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Take ownership of an fd number handed over across exec (the relay's, `pidns::relay_main`),
+/// after checking it is open. The caller names each number once, so no two owners result.
+pub fn adopt_fd(fd: i32) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    nix::fcntl::fcntl(borrow_fd(fd), nix::fcntl::FcntlArg::F_GETFD)?;
+    // SAFETY: the fd is open (F_GETFD succeeded) and was left to this image by the one that
+    // exec'd it, which owned it and is gone: nothing else in this process owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Mount attributes for `mount_setattr` (linux/mount.h).

@@ -512,3 +512,31 @@ fn the_good_profile_runs_the_same_command() {
     assert_eq!(stdout(&out), "ok", "{}", stderr(&out));
     assert!(marker.exists());
 }
+
+#[test]
+fn the_relay_variable_from_outside_starts_nothing() {
+    // STOCKADE_INTERNAL_RELAY tells a fresh image of stockade it is the PID-namespace relay
+    // (supervise/pidns.rs). Set by anyone else (no such child of ours), it is refused.
+    require_root();
+    let sb = Sandbox::new();
+    let good = sb.profile(free_port(), "");
+    let marker = sb.path("rw/started");
+    for spec in ["1,-1,-1,-1,0", "garbage", "1,2"] {
+        let mut cmd = Command::new(stockade());
+        cmd.env("STOCKADE_INTERNAL_RELAY", spec)
+            .arg("--profile")
+            .arg(&good)
+            .arg("--")
+            .arg(sb.probe())
+            .arg("create")
+            .arg(&marker);
+        let out = run(&mut cmd, Duration::from_secs(20));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{spec}: {err}");
+        assert!(
+            err.contains("STOCKADE_INTERNAL_RELAY is internal to stockade; unset it"),
+            "{spec}: {err}"
+        );
+        assert!(!marker.exists(), "{spec}: the server started");
+    }
+}

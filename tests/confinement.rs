@@ -197,7 +197,11 @@ fn tcp_bind_and_connect_outside_the_profile_are_denied() {
     let sb = Sandbox::new();
     let allowed = free_port();
     sb.profile(allowed, "");
-    let other = free_port();
+    // Not the granted port (free_port holds nothing, so it can hand out the same one twice).
+    let other = (0..100)
+        .map(|_| free_port())
+        .find(|p| *p != allowed)
+        .unwrap();
     // A listener of ours the probe must not reach.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

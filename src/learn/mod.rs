@@ -454,7 +454,8 @@ fn run_once(
         warn!("could not switch kernel auditing on: the replay reports the errnos it sees");
     }
     let started = Instant::now();
-    let (server, report) = crate::supervise::spawn_with(&mut plan, &original_mask, true)?;
+    let (server, report) =
+        crate::supervise::spawn_with(&mut plan, &original_mask, true, &mut || {})?.into_traced();
     info!(
         pid = server.as_raw(),
         ?mode,
@@ -487,15 +488,13 @@ fn run_once(
     tracer.run();
     gone.store(true, Ordering::SeqCst);
     // Recording: the exec was not waited for. A child that never exec'd left its report.
-    if let Some(fd) = report {
-        if !tracer.server_execd {
-            let _ = handle.join();
-            return Err(match crate::report::receive(fd) {
-                Ok(Some((step, errno))) => Error::Confine { step, errno },
-                Ok(None) => Error::Internal("the server ended before its exec".into()),
-                Err(e) => Error::os("reading the child's report", e),
-            });
-        }
+    if !tracer.server_execd {
+        let _ = handle.join();
+        return Err(match crate::report::receive(report) {
+            Ok(Some((step, errno))) => Error::Confine { step, errno },
+            Ok(None) => Error::Internal("the server ended before its exec".into()),
+            Err(e) => Error::os("reading the child's report", e),
+        });
     }
     let client_status = handle.join().unwrap_or(None);
     let status = match tracer.server_status {

@@ -58,25 +58,64 @@ pub fn forwarded() -> Vec<i32> {
 }
 
 /// Fork and confine one server instance. Returns once the child has exec'd (or failed).
+fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
+    spawn_with(plan, original_mask, false, &mut || {})?.wait_exec()
+}
+
+/// A child that is taking its confinement steps: its exec is not waited for yet, so the parent
+/// can do its own set-up meanwhile (the two run on different CPUs).
+pub struct Started {
+    pub pid: Pid,
+    report: OwnedFd,
+}
+
+impl Started {
+    /// Wait until the child has exec'd the server; on a failed step, reap it and say which.
+    pub fn wait_exec(self) -> Result<Pid> {
+        let child = self.pid;
+        match crate::report::receive(self.report) {
+            Ok(None) => Ok(child),
+            Ok(Some((step, errno))) => {
+                let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
+                Err(Error::Confine { step, errno })
+            }
+            Err(e) => {
+                let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
+                Err(Error::os("reading the child's report", e))
+            }
+        }
+    }
+
+    /// For a tracer: the report's read end, to read once the child has exec'd or died.
+    pub fn into_traced(self) -> (Pid, OwnedFd) {
+        (self.pid, self.report)
+    }
+
+    /// The parent's own set-up failed: the server must not start.
+    pub fn abandon(self) {
+        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
+    }
+}
+
+/// Fork a child that confines itself and execs the server; returns without waiting for the exec.
+/// `privileged` runs in the parent right after the fork, before it gives up its capabilities.
 ///
 /// The parent reduces its own capabilities right after the fork (the child already holds its
 /// copy), in parallel with the child's steps: usually before the server execs, not by
 /// construction. The window is the supervisor's first milliseconds, before it reads anything
 /// the server sends; the server runs as another uid and cannot signal or trace it meanwhile.
-fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
-    spawn_with(plan, original_mask, false).map(|(pid, _)| pid)
-}
-
-/// `spawn`, optionally under ptrace (`stockade learn`): the parent seizes the child before it
-/// takes its first step, so every process and thread the server makes is traced from its
-/// first syscall, and the child waits on a gate until then. The exec itself may stop for the
-/// tracer, so the exec report is not waited for here: its read end is returned for the tracer
-/// to read once the child has exec'd or died.
+///
+/// With `traced` (`stockade learn`) the parent seizes the child before it takes its first step,
+/// so every process and thread the server makes is traced from its first syscall, and the child
+/// waits on a gate until then. The exec itself may then stop for the tracer, so only the tracer
+/// can read the report (`Started::into_traced`).
 pub fn spawn_with(
     plan: &mut Plan,
     original_mask: &SigSet,
     traced: bool,
-) -> Result<(Pid, Option<OwnedFd>)> {
+    privileged: &mut dyn FnMut(),
+) -> Result<Started> {
     let threads = crate::sys::thread_count().map_err(|e| Error::os("/proc/self/task", e))?;
     if threads != 1 {
         return Err(Error::Internal(format!(
@@ -148,32 +187,17 @@ pub fn spawn_with(
                     return Err(Error::os("ptrace seize of the server", e));
                 }
             }
+            privileged();
             if let Err(e) = drop_own_capabilities(&supervisor_keeps(plan)) {
                 let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, None);
+                let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
                 return Err(e);
             }
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
-            if traced {
-                return Ok((child, Some(r)));
-            }
-            match crate::report::receive(r) {
-                Ok(None) => Ok((child, None)),
-                Ok(Some((step, errno))) => {
-                    if traced {
-                        let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
-                    }
-                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
-                    Err(Error::Confine { step, errno })
-                }
-                Err(e) => {
-                    if traced {
-                        let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
-                    }
-                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
-                    Err(Error::os("reading the child's report", e))
-                }
-            }
+            Ok(Started {
+                pid: child,
+                report: r,
+            })
         }
     }
 }
@@ -330,7 +354,7 @@ pub struct Supervisor<'a> {
 /// Start the server and supervise it until it is gone. Returns stockade's exit code.
 pub fn run(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
     let foreground = terminal_foreground();
-    let code = run_supervised(plan, original_mask);
+    let code = run_supervised(plan, original_mask, foreground.is_some());
     hand_back_terminal(foreground);
     code
 }
@@ -347,7 +371,7 @@ fn terminal_foreground() -> Option<(Pid, Pid)> {
 /// with the server's dead group and the next reader of the terminal (the shell) gets EIO. Only
 /// the process that noted it: the inner half of a PID namespace returns through here too, but
 /// cannot name the group (the outer half hands back after it).
-fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
+pub(crate) fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
     let Some((pid, group)) = noted else { return };
     if pid != nix::unistd::getpid() {
         return;
@@ -367,10 +391,10 @@ fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
     }
 }
 
-fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
+fn run_supervised(plan: &mut Plan, original_mask: SigSet, foreground: bool) -> Result<u8> {
     let mut notifier = Notifier::from_env();
     if plan.pid_namespace {
-        match pidns::enter(plan, notifier)? {
+        match pidns::enter(plan, notifier, foreground)? {
             pidns::Entered::Outer(code) => return Ok(code),
             pidns::Entered::Inner(n) | pidns::Entered::Skipped(n) => notifier = n,
         }
@@ -381,13 +405,23 @@ fn run_supervised(plan: &mut Plan, original_mask: SigSet) -> Result<u8> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::os("PR_SET_CHILD_SUBREAPER", e))?;
     }
-    // Before spawn drops our capabilities (reading the kernel log needs CAP_SYSLOG). Never on a
-    // number the server is to inherit.
-    let kill_log = crate::seccomp_policy::KillLog::open()
-        .filter(|l| !plan.supervise.pass_fds.contains(&l.fd()));
-    let first = spawn(plan, &original_mask)?;
+    // While the child takes its steps: the kernel log, opened before the parent drops its
+    // capabilities (reading it needs CAP_SYSLOG), and the signal handlers. Neither is then on
+    // the launch's critical path. The log never on a number a later server is to inherit.
+    let mut kill_log = None;
+    let pass_fds = plan.supervise.pass_fds.clone();
+    let started = spawn_with(plan, &original_mask, false, &mut || {
+        kill_log = crate::seccomp_policy::KillLog::open().filter(|l| !pass_fds.contains(&l.fd()));
+    })?;
+    let signals = match Signals::install(first_internal_fd(plan)) {
+        Ok(s) => s,
+        Err(e) => {
+            started.abandon();
+            return Err(e);
+        }
+    };
+    let first = started.wait_exec()?;
     info!(pid = first.as_raw(), argv = ?plan.display_argv, pid1, "server started");
-    let signals = Signals::install(first_internal_fd(plan))?;
     let mut sup = Supervisor {
         plan,
         original_mask,

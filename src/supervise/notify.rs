@@ -47,6 +47,20 @@ impl Notifier {
         Notifier::Relay(std::fs::File::from(fd))
     }
 
+    /// The connected socket's fd, for the relay's fresh image (`pidns::exec_relay`).
+    pub fn socket_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Notifier::Socket(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    /// The socket `socket_fd` named, in the relay's fresh image.
+    pub fn adopt_socket(fd: OwnedFd) -> Notifier {
+        Notifier::Socket(UnixDatagram::from(fd))
+    }
+
     pub fn is_on(&self) -> bool {
         !matches!(self, Notifier::Off)
     }

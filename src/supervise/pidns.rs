@@ -41,7 +41,7 @@ pub enum Entered {
 
 /// Create the namespace and fork its PID 1. Returns in both processes (see `Entered`).
 /// All signals must still be blocked (they are, from `main`).
-pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
+pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entered> {
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
         if plan.supervise.pid_namespace == PidNamespace::Always {
             return Err(Error::os("unshare(CLONE_NEWPID)", e));
@@ -91,11 +91,113 @@ pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
                 inner = child.as_raw(),
                 "supervising from PID 1 of a new PID namespace"
             );
+            super::drop_own_capabilities(&caps::CapsHashSet::new())?;
+            let e = exec_relay(child, relay.as_ref(), &notifier, &life_w, foreground);
+            debug!(error = %e, "relaying from the start-up image (no fresh one)");
             let code = outer(child, relay, notifier)?;
             drop(life_w);
             Ok(Entered::Outer(code))
         }
     }
+}
+
+/// Tells a fresh image of stockade that it is the relay, and what it relays: "inner pid, life
+/// fd, relay fd, notify fd, foreground" (-1: none). Set only by `exec_relay`.
+pub const RELAY_VAR: &str = "STOCKADE_INTERNAL_RELAY";
+
+/// Replace the relay's image with a fresh one of the same binary that runs only `outer`: the
+/// relay then keeps none of start-up's memory (profile, plan, heap, the code that built them),
+/// only the pages its loop runs in. Same pid, same children, same argv (what `ps` and systemd
+/// show), the signal mask and pending signals survive the exec, so nothing is lost meanwhile.
+/// Runs on the other CPU while the supervisor starts the server. Returns only if the exec
+/// failed (no /proc): the loop then runs in this image, as it did before.
+fn exec_relay(
+    inner: Pid,
+    relay: Option<&OwnedFd>,
+    notifier: &Notifier,
+    life: &OwnedFd,
+    foreground: bool,
+) -> std::io::Error {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let keep = |fd: i32| {
+        nix::fcntl::fcntl(
+            crate::sys::borrow_fd(fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map(|_| fd)
+    };
+    let fds = (|| -> nix::Result<(i32, i32, i32)> {
+        let life = keep(life.as_raw_fd())?;
+        let relay = relay.map_or(Ok(-1), |r| keep(r.as_raw_fd()))?;
+        let notify = notifier.socket_fd().map_or(Ok(-1), keep)?;
+        Ok((life, relay, notify))
+    })();
+    let (life, relay, notify) = match fds {
+        Ok(f) => f,
+        Err(e) => return e.into(),
+    };
+    let spec = format!(
+        "{RELAY_VAR}={},{life},{relay},{notify},{}",
+        inner.as_raw(),
+        u8::from(foreground)
+    );
+    let cstr = |b: &[u8]| CString::new(b).ok();
+    let argv: Option<Vec<CString>> = std::env::args_os().map(|a| cstr(a.as_bytes())).collect();
+    let mut env: Option<Vec<CString>> = std::env::vars_os()
+        .filter(|(k, _)| k != RELAY_VAR)
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect();
+    if let Some(env) = env.as_mut() {
+        env.extend(cstr(spec.as_bytes()));
+    }
+    let (Some(argv), Some(env)) = (argv, env) else {
+        return std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    };
+    // nix's execve, not std's Command: that one empties the signal mask before the exec.
+    match nix::unistd::execve(c"/proc/self/exe", &argv, &env) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
+}
+
+/// The relay in its fresh image (`exec_relay`): parse what the old one left, run the loop, hand
+/// the terminal back. Returns the exit code; a malformed or foreign variable is an error.
+pub fn relay_main(spec: &std::ffi::OsStr) -> Result<u8> {
+    let bad = || Error::Usage(format!("{RELAY_VAR} is internal to stockade; unset it"));
+    let f: Vec<i32> = spec
+        .to_str()
+        .ok_or_else(bad)?
+        .split(',')
+        .map(|n| n.parse::<i32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    let &[inner, life, relay, notify, fg] = f.as_slice() else {
+        return Err(bad());
+    };
+    let inner = Pid::from_raw(inner);
+    // Only the image stockade exec'd has `inner` as its child. WNOWAIT: one that already
+    // exited stays to be reaped by the loop, with its status.
+    let check = WaitPidFlag::WNOHANG | WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    if inner.as_raw() <= 0
+        || matches!(
+            nix::sys::wait::waitid(nix::sys::wait::Id::Pid(inner), check),
+            Err(Errno::ECHILD)
+        )
+    {
+        return Err(bad());
+    }
+    let adopt = |fd: i32| (fd >= 0).then(|| crate::sys::adopt_fd(fd)).transpose();
+    let (life, relay, notify) = (|| Ok((adopt(life)?, adopt(relay)?, adopt(notify)?)))()
+        .map_err(|e: Errno| Error::os("relay fds", e))?;
+    let notifier = notify.map_or(Notifier::Off, Notifier::adopt_socket);
+    let code = outer(inner, relay, notifier)?;
+    drop(life);
+    if fg == 1 {
+        super::hand_back_terminal(Some((nix::unistd::getpid(), nix::unistd::getpgrp())));
+    }
+    Ok(code)
 }
 
 /// The outer process: no capabilities, relays signals to the inner one and its notifications to
@@ -108,7 +210,6 @@ pub fn enter(plan: &Plan, notifier: Notifier) -> Result<Entered> {
 fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    super::drop_own_capabilities(&caps::CapsHashSet::new())?;
     // The set the supervisor's handlers cover: every forwarded signal and SIGCHLD. The others
     // (the synchronous faults) are unblocked, with their dispositions, as before.
     let forwarded = super::forwarded();
