@@ -27,8 +27,8 @@ fn caps_err(step: Step) -> impl FnOnce(caps::errors::CapsError) -> (Step, Errno)
 }
 
 /// Run the steps and exec; on failure report and `_exit`. Never returns.
-pub fn enter(plan: &mut Plan, report_fd: OwnedFd, parent: Pid, mask: &SigSet) -> ! {
-    let err = match steps(plan, parent, mask) {
+pub fn enter(plan: &mut Plan, report_fd: OwnedFd, go: OwnedFd, parent: Pid, mask: &SigSet) -> ! {
+    let err = match steps(plan, go, parent, mask) {
         Ok(()) => (Step::Exec, Errno::EINVAL),
         Err(e) => e,
     };
@@ -40,7 +40,7 @@ pub fn enter(plan: &mut Plan, report_fd: OwnedFd, parent: Pid, mask: &SigSet) ->
     })
 }
 
-fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
+fn steps(plan: &mut Plan, go: OwnedFd, parent: Pid, mask: &SigSet) -> StepResult {
     let root = plan.identity.mode == Mode::Root;
     // Rootless can clear the bounding set only when it happens to hold CAP_SETPCAP.
     let clear_bounding = root || crate::capabilities::has_setpcap();
@@ -169,6 +169,12 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         landlock(plan)?;
     }
 
+    // 14b. Wait for the supervisor's byte: it has given up its capabilities (it does that right
+    //      after the fork, in parallel with the steps above), so the server never runs beside a
+    //      privileged parent. EOF: the parent died or failed, and kills us anyway.
+    wait_for_go(&go)?;
+    drop(go);
+
     // LISTEN_PID, which only the child knows, read before the filter (which need not allow
     // getpid), and only for socket activation: the launch path makes no call it does not need.
     let mut buf = [0u8; 32];
@@ -194,6 +200,21 @@ fn steps(plan: &mut Plan, parent: Pid, mask: &SigSet) -> StepResult {
         nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err()
     };
     Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
+}
+
+fn wait_for_go(go: &OwnedFd) -> StepResult {
+    let mut b = [0u8; 1];
+    // No handler runs in the child (dispositions are default or ignore), so EINTR is rare:
+    // a stop and continue. Bounded anyway.
+    for _ in 0..64 {
+        match nix::unistd::read(go, &mut b) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Ok(_) => return Err((Step::ParentDeath, Errno::ESRCH)),
+            Err(e) => return Err((Step::ParentDeath, e)),
+        }
+    }
+    Err((Step::ParentDeath, Errno::EINTR))
 }
 
 fn landlock(plan: &mut Plan) -> StepResult {

@@ -455,7 +455,8 @@ fn run_once(
     }
     let started = Instant::now();
     let (server, report) =
-        crate::supervise::spawn_with(&mut plan, &original_mask, true, &mut || {})?.into_traced();
+        crate::supervise::spawn_with(&mut plan, &original_mask, true, &mut || Ok(()))?
+            .into_traced();
     info!(
         pid = server.as_raw(),
         ?mode,

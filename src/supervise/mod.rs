@@ -59,7 +59,7 @@ pub fn forwarded() -> Vec<i32> {
 
 /// Fork and confine one server instance. Returns once the child has exec'd (or failed).
 fn spawn(plan: &mut Plan, original_mask: &SigSet) -> Result<Pid> {
-    spawn_with(plan, original_mask, false, &mut || {})?.wait_exec()
+    spawn_with(plan, original_mask, false, &mut || Ok(()))?.wait_exec()
 }
 
 /// A child that is taking its confinement steps: its exec is not waited for yet, so the parent
@@ -99,12 +99,14 @@ impl Started {
 }
 
 /// Fork a child that confines itself and execs the server; returns without waiting for the exec.
-/// `privileged` runs in the parent right after the fork, before it gives up its capabilities.
+/// `privileged` runs in the parent right after the fork, before it gives up its capabilities; an
+/// error there stops the child.
 ///
 /// The parent reduces its own capabilities right after the fork (the child already holds its
-/// copy), in parallel with the child's steps: usually before the server execs, not by
-/// construction. The window is the supervisor's first milliseconds, before it reads anything
-/// the server sends; the server runs as another uid and cannot signal or trace it meanwhile.
+/// copy), in parallel with the child's steps, and then writes one byte to the `go` pipe: the
+/// child reads it before its filter and exec, so the server never runs beside a supervisor that
+/// still holds capabilities. The parent is done long before the child's steps are, so the read
+/// does not wait in practice (two syscalls).
 ///
 /// With `traced` (`stockade learn`) the parent seizes the child before it takes its first step,
 /// so every process and thread the server makes is traced from its first syscall, and the child
@@ -114,7 +116,7 @@ pub fn spawn_with(
     plan: &mut Plan,
     original_mask: &SigSet,
     traced: bool,
-    privileged: &mut dyn FnMut(),
+    privileged: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Started> {
     let threads = crate::sys::thread_count().map_err(|e| Error::os("/proc/self/task", e))?;
     if threads != 1 {
@@ -129,6 +131,10 @@ pub fn spawn_with(
     let min = first_internal_fd(plan);
     let r = crate::sys::fd_at_least(r, min).map_err(|e| Error::os("report pipe", e))?;
     let w = crate::sys::fd_at_least(w, min).map_err(|e| Error::os("report pipe", e))?;
+    let (go_r, go_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("start pipe", e))?;
+    let go_r = crate::sys::fd_at_least(go_r, min).map_err(|e| Error::os("start pipe", e))?;
+    let go_w = crate::sys::fd_at_least(go_w, min).map_err(|e| Error::os("start pipe", e))?;
     let gate = if traced {
         let (gr, gw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::os("trace gate pipe", e))?;
@@ -156,6 +162,7 @@ pub fn spawn_with(
     match forked {
         nix::unistd::ForkResult::Child => {
             drop(r);
+            drop(go_w);
             if let Some((gr, gw)) = gate {
                 drop(gw);
                 // Wait until the parent has seized us; EOF without the byte means it failed.
@@ -164,10 +171,11 @@ pub fn spawn_with(
                     crate::sys::exit_now(71);
                 }
             }
-            crate::confine::enter(plan, w, parent, original_mask)
+            crate::confine::enter(plan, w, go_r, parent, original_mask)
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(w);
+            drop(go_r);
             if let Some((gr, gw)) = gate {
                 drop(gr);
                 use nix::sys::ptrace::Options;
@@ -187,12 +195,19 @@ pub fn spawn_with(
                     return Err(Error::os("ptrace seize of the server", e));
                 }
             }
-            privileged();
-            if let Err(e) = drop_own_capabilities(&supervisor_keeps(plan)) {
+            let dropped =
+                privileged().and_then(|()| drop_own_capabilities(&supervisor_keeps(plan)));
+            let dropped = dropped.and_then(|()| {
+                nix::unistd::write(&go_w, &[1u8])
+                    .map(drop)
+                    .map_err(|e| Error::os("start pipe", e))
+            });
+            if let Err(e) = dropped {
                 let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
                 let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
                 return Err(e);
             }
+            drop(go_w);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
             Ok(Started {
                 pid: child,
@@ -393,10 +408,15 @@ pub(crate) fn hand_back_terminal(noted: Option<(Pid, Pid)>) {
 
 fn run_supervised(plan: &mut Plan, original_mask: SigSet, foreground: bool) -> Result<u8> {
     let mut notifier = Notifier::from_env();
+    let mut outer_dropped = None;
     if plan.pid_namespace {
         match pidns::enter(plan, notifier, foreground)? {
             pidns::Entered::Outer(code) => return Ok(code),
-            pidns::Entered::Inner(n) | pidns::Entered::Skipped(n) => notifier = n,
+            pidns::Entered::Inner(n, dropped) => {
+                notifier = n;
+                outer_dropped = Some(dropped);
+            }
+            pidns::Entered::Skipped(n) => notifier = n,
         }
     }
     let pid1 = nix::unistd::getpid().as_raw() == 1;
@@ -412,6 +432,8 @@ fn run_supervised(plan: &mut Plan, original_mask: SigSet, foreground: bool) -> R
     let pass_fds = plan.supervise.pass_fds.clone();
     let started = spawn_with(plan, &original_mask, false, &mut || {
         kill_log = crate::seccomp_policy::KillLog::open().filter(|l| !pass_fds.contains(&l.fd()));
+        // The server's start waits for the outer relay's capability drop too.
+        outer_dropped.take().map_or(Ok(()), pidns::outer_dropped)
     })?;
     let signals = match Signals::install(first_internal_fd(plan)) {
         Ok(s) => s,

@@ -34,7 +34,8 @@ pub enum Entered {
     /// We are the outer process and the inner one has exited with this code.
     Outer(u8),
     /// We are PID 1 of the new namespace; supervise. Notifications go through the outer one.
-    Inner(Notifier),
+    /// The fd reads one byte once the outer one has dropped its capabilities (`outer_dropped`).
+    Inner(Notifier, OwnedFd),
     /// `auto` could not create the namespace: supervise as an ordinary process.
     Skipped(Notifier),
 }
@@ -52,6 +53,8 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     // The inner process checks this pipe to learn whether the outer one is still alive.
     let (life_r, life_w) = nix::unistd::pipe2(cloexec).map_err(|e| Error::os("pipe", e))?;
+    // One byte once the outer process has no capabilities left: the server waits for it too.
+    let (dropped_r, dropped_w) = nix::unistd::pipe2(cloexec).map_err(|e| Error::os("pipe", e))?;
     let relay = if notifier.is_on() {
         Some(nix::unistd::pipe2(cloexec).map_err(|e| Error::os("pipe", e))?)
     } else {
@@ -60,6 +63,7 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
     match crate::sys::fork().map_err(|e| Error::os("fork (PID namespace)", e))? {
         ForkResult::Child => {
             drop(life_w);
+            drop(dropped_w);
             drop(notifier);
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(|e| Error::os("PR_SET_PDEATHSIG", e))?;
@@ -79,10 +83,11 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
                 drop(r);
                 Notifier::relay(w)
             });
-            Ok(Entered::Inner(n))
+            Ok(Entered::Inner(n, dropped_r))
         }
         ForkResult::Parent { child } => {
             drop(life_r);
+            drop(dropped_r);
             let relay = relay.map(|(r, w)| {
                 drop(w);
                 r
@@ -92,6 +97,8 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
                 "supervising from PID 1 of a new PID namespace"
             );
             super::drop_own_capabilities(&caps::CapsHashSet::new())?;
+            nix::unistd::write(&dropped_w, &[1u8]).map_err(|e| Error::os("pipe", e))?;
+            drop(dropped_w);
             let e = exec_relay(child, relay.as_ref(), &notifier, &life_w, foreground);
             debug!(error = %e, "relaying from the start-up image (no fresh one)");
             let code = outer(child, relay, notifier)?;
@@ -99,6 +106,22 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
             Ok(Entered::Outer(code))
         }
     }
+}
+
+/// In the inner process: wait until the outer one has dropped its capabilities (it does that
+/// right after the fork, in parallel). EOF: it died or failed, and nothing may start.
+pub fn outer_dropped(fd: OwnedFd) -> Result<()> {
+    let mut b = [0u8; 1];
+    for _ in 0..64 {
+        match nix::unistd::read(&fd, &mut b) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            _ => break,
+        }
+    }
+    Err(Error::Internal(
+        "the outer stockade process exited during start-up".into(),
+    ))
 }
 
 /// Tells a fresh image of stockade that it is the relay, and what it relays: "inner pid, life
