@@ -172,7 +172,9 @@ fn steps(plan: &mut Plan, go: OwnedFd, parent: Pid, mask: &SigSet) -> StepResult
     // 14b. Wait for the supervisor's byte: it has given up its capabilities (it does that right
     //      after the fork, in parallel with the steps above), so the server never runs beside a
     //      privileged parent. EOF: the parent died or failed, and kills us anyway.
-    wait_for_go(&go)?;
+    if !crate::sys::wait_byte(&go) {
+        return Err((Step::ParentDeath, Errno::ESRCH));
+    }
     drop(go);
 
     // LISTEN_PID, which only the child knows, read before the filter (which need not allow
@@ -200,21 +202,6 @@ fn steps(plan: &mut Plan, go: OwnedFd, parent: Pid, mask: &SigSet) -> StepResult
         nix::unistd::execve(&plan.c_exe, &plan.c_argv, &plan.c_env).err()
     };
     Err((Step::Exec, e.unwrap_or(Errno::EINVAL)))
-}
-
-fn wait_for_go(go: &OwnedFd) -> StepResult {
-    let mut b = [0u8; 1];
-    // No handler runs in the child (dispositions are default or ignore), so EINTR is rare:
-    // a stop and continue. Bounded anyway.
-    for _ in 0..64 {
-        match nix::unistd::read(go, &mut b) {
-            Ok(1) => return Ok(()),
-            Err(Errno::EINTR) => {}
-            Ok(_) => return Err((Step::ParentDeath, Errno::ESRCH)),
-            Err(e) => return Err((Step::ParentDeath, e)),
-        }
-    }
-    Err((Step::ParentDeath, Errno::EINTR))
 }
 
 fn landlock(plan: &mut Plan) -> StepResult {

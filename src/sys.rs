@@ -252,6 +252,20 @@ pub fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Block until one byte arrives on a pipe (a hand-over between stockade's processes): false on
+/// EOF (the writer died or gave up) or an error. EINTR is retried, a bounded number of times.
+pub fn wait_byte(fd: &std::os::fd::OwnedFd) -> bool {
+    let mut b = [0u8; 1];
+    for _ in 0..64 {
+        match nix::unistd::read(fd, &mut b) {
+            Ok(1) => return true,
+            Err(Errno::EINTR) => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Take ownership of an fd number handed over across exec (the relay's, `pidns::relay_main`),
 /// after checking it is open. The caller names each number once, so no two owners result.
 pub fn adopt_fd(fd: i32) -> nix::Result<std::os::fd::OwnedFd> {

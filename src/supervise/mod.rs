@@ -166,8 +166,7 @@ pub fn spawn_with(
             if let Some((gr, gw)) = gate {
                 drop(gw);
                 // Wait until the parent has seized us; EOF without the byte means it failed.
-                let mut b = [0u8; 1];
-                if !matches!(nix::unistd::read(&gr, &mut b), Ok(1)) {
+                if !crate::sys::wait_byte(&gr) {
                     crate::sys::exit_now(71);
                 }
             }

@@ -111,13 +111,8 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
 /// In the inner process: wait until the outer one has dropped its capabilities (it does that
 /// right after the fork, in parallel). EOF: it died or failed, and nothing may start.
 pub fn outer_dropped(fd: OwnedFd) -> Result<()> {
-    let mut b = [0u8; 1];
-    for _ in 0..64 {
-        match nix::unistd::read(&fd, &mut b) {
-            Ok(1) => return Ok(()),
-            Err(Errno::EINTR) => {}
-            _ => break,
-        }
+    if crate::sys::wait_byte(&fd) {
+        return Ok(());
     }
     Err(Error::Internal(
         "the outer stockade process exited during start-up".into(),
