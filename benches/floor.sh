@@ -23,9 +23,10 @@
 
 ROUNDS=${ROUNDS:-$(q 1 5)}
 RUNS=${RUNS:-$(q 10 60)}
+CPU_RUNS=${CPU_RUNS:-$(q 5 30)}
 T=/bin/true
 out="$RES/floor.md"
-for c in hyperfine catatonit python3; do command -v "$c" >/dev/null || die "$c is missing"; done
+for c in hyperfine catatonit python3 perf; do command -v "$c" >/dev/null || die "$c is missing"; done
 build_helpers
 make_profiles
 FLOOR="$BIN/floor"
@@ -129,30 +130,43 @@ for i in $(seq "$ROUNDS"); do
     log "floor: round $i/$ROUNDS (${#cmds[@]} commands x $RUNS runs)"
     hyperfine -N --warmup 5 --runs "$RUNS" --style none --export-json "$tmp/r$i.json" \
         "${cmds[@]}" >/dev/null 2>"$tmp/hyperfine.err" || { cat "$tmp/hyperfine.err" >&2; die "hyperfine failed"; }
+    # CPU time of all the launch's processes (steadier than wall time on a loaded machine).
+    for k in "${!cmds[@]}"; do
+        # shellcheck disable=SC2086
+        perf stat -x, -e task-clock -r "$CPU_RUNS" ${cmds[$k]} 2>&1 >/dev/null \
+            | awk -F, -v k="$k" '$3 ~ /^task-clock/ {print k, $1}' >> "$tmp/cpu.txt"
+    done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$tmp" "$ROUNDS" "$RUNS" "$load_start" "$load_end" "${rows[@]}" > "$out" <<'PY'
+python3 - "$tmp" "$ROUNDS" "$RUNS" "$load_start" "$load_end" "$CPU_RUNS" "${rows[@]}" > "$out" <<'PY'
 import json, sys, statistics as st, collections
-tmp, rounds, runs, l0, l1 = sys.argv[1:6]
-rows = [r.split("|", 1) for r in sys.argv[6:]]
+tmp, rounds, runs, l0, l1, cpuruns = sys.argv[1:7]
+rows = [r.split("|", 1) for r in sys.argv[7:]]
 times = collections.defaultdict(list)
 for i in range(1, int(rounds) + 1):
     for r in json.load(open(f"{tmp}/r{i}.json"))["results"]:
         times[r["command"]] += r["times"]
 med = {c: st.median(times[c]) * 1e3 for _, c in rows}
+cpus = collections.defaultdict(list)
+for line in open(f"{tmp}/cpu.txt"):
+    k, v = line.split()
+    cpus[rows[int(k)][1]].append(float(v))
+cpu = {c: st.median(cpus[c]) for _, c in rows}
 q = lambda c, p: st.quantiles(times[c], n=4)[p] * 1e3
 bare, cata, floor = med[rows[0][1]], med[rows[1][1]], med[rows[2][1]]
 print(f"Load average (1/5/15 min) at start {l0}, at end {l1}.\n")
-print("| row | median ms | p25–p75 ms | overhead ms | / catatonit's | / floor's | step cost ms (floor − row) |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| row | median ms | p25–p75 ms | overhead ms | / catatonit's | / floor's | step cost ms (floor − row) | CPU ms | CPU over bare ms |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for l, c in rows:
     ov = med[c] - bare
     step = f"{floor - med[c]:+.3f}" if l.startswith("floor without") else ""
     rc = f"{ov / (cata - bare):.2f}x" if c != rows[0][1] else "—"
     rf = f"{ov / (floor - bare):.2f}x" if c != rows[0][1] else "—"
-    print(f"| {l} | {med[c]:.3f} | {q(c, 0):.3f}–{q(c, 2):.3f} | {ov:+.3f} | {rc} | {rf} | {step} |")
+    print(f"| {l} | {med[c]:.3f} | {q(c, 0):.3f}–{q(c, 2):.3f} | {ov:+.3f} | {rc} | {rf} | {step} "
+          f"| {cpu[c]:.2f} | {cpu[c] - cpu[rows[0][1]]:+.2f} |")
 print(f"\n{len(times[rows[0][1]])} runs per row: {rounds} rounds of `hyperfine -N --warmup 5 --runs {runs}` "
-      "over all rows (interleaved), pooled.\n\nCommands:\n")
+      "over all rows (interleaved), pooled. CPU: task-clock of all the launch's processes, "
+      f"`perf stat -e task-clock -r {cpuruns}` per row after each round, median of the rounds' means.\n\nCommands:\n")
 for l, c in rows:
     print(f"- {l}: `{c}`")
 PY
