@@ -170,4 +170,66 @@ print(f"\n{len(times[rows[0][1]])} runs per row: {rounds} rounds of `hyperfine -
 for l, c in rows:
     print(f"- {l}: `{c}`")
 PY
+
+# --- 3. timeline -----------------------------------------------------------------------------
+# The same source built with -DFLOOR_TIMES stamps the end of every step (CLOCK_MONOTONIC, shared
+# page); TIMES_RUNS launches per variant, variants alternating, medians of the per-launch
+# durations. Wall time inside the launch, so it shows what the kernel steps take and where the
+# rest goes (process creation, exec, namespace teardown).
+TIMES_RUNS=${TIMES_RUNS:-$(q 20 300)}
+gcc -O2 -Wall -Wextra -DFLOOR_TIMES -o "$BIN/floor-times" "$REPO/benches/src/floor.c" || die "cannot build floor-times"
+variants=("all steps|" "pid_namespace never (no relay)|--skip=pidns" "no mounts|--skip=mounts")
+: > "$tmp/times.txt"
+for i in $(seq "$TIMES_RUNS"); do
+    for k in "${!variants[@]}"; do
+        v=${variants[$k]#*|}
+        # shellcheck disable=SC2086
+        ( cd / && "$BIN/floor-times" $v "--bpf=$BPF" -- "$T" ) 2>&1 >/dev/null \
+            | awk -F'\t' -v k="$k" -v i="$i" '$1 == "floor-time" {print k "\t" i "\t" $2 "\t" $3}' >> "$tmp/times.txt"
+    done
+done
+python3 - "$tmp/times.txt" "$TIMES_RUNS" "${variants[@]}" >> "$out" <<'PY'
+import sys, statistics as st, collections
+path, n = sys.argv[1:3]
+variants = [v.split("|")[0] for v in sys.argv[3:]]
+t = collections.defaultdict(dict)   # (variant, run) -> label -> us since start
+for line in open(path):
+    k, i, label, us = line.rstrip("\n").split("\t")
+    t[(int(k), int(i))][label] = float(us)
+seq = [("prep (bpf file, Landlock O_PATH opens)", "start", "prep: read the BPF file, open the 10 Landlock paths O_PATH"),
+       ("pid1: running", "prep (bpf file, Landlock O_PATH opens)", "unshare(CLONE_NEWPID) + fork, until PID 1 runs"),
+       ("server: running", "pid1: running", "PID 1 forks the server, until the server runs"),
+       ("server: setpgid, close_range, rlimits", "server: running", "setpgid, close_range, RLIMIT_CORE"),
+       ("server: unshare(NEWNS), rslave", "server: setpgid, close_range, rlimits", "unshare(CLONE_NEWNS), / rslave"),
+       ("server: open_tree x6", "server: unshare(NEWNS), rslave", "open_tree(CLONE) of the 6 binds"),
+       ("server: tmpfs, binds, /proc, symlinks, ro", "server: open_tree x6", "root tmpfs, 6 × mkdir+move_mount+mount_setattr, /proc, symlinks, root ro"),
+       ("server: pivot_root", "server: tmpfs, binds, /proc, symlinks, ro", "pivot_root"),
+       ("server: umount2(old root, MNT_DETACH)", "server: pivot_root", "umount2(old root, MNT_DETACH)"),
+       ("server: securebits, bounding set", "server: umount2(old root, MNT_DETACH)", "securebits, 41 × PR_CAPBSET_DROP"),
+       ("server: setgroups, setresgid, setresuid", "server: securebits, bounding set", "setgroups, setresgid, setresuid"),
+       ("server: ambient, capset, pdeathsig, nnp", "server: setgroups, setresgid, setresuid", "ambient clear, capset, pdeathsig, no_new_privs"),
+       ("server: landlock", "server: ambient, capset, pdeathsig, nnp", "Landlock: ruleset, 12 rules, restrict_self"),
+       ("server: seccomp (then execve)", "server: landlock", "seccomp(SET_MODE_FILTER), 400 instructions"),
+       ("pid1: server reaped", "server: seccomp (then execve)", "execve + /bin/true + exit (+ mount namespace teardown), until PID 1's wait returns"),
+       ("relay: pid1 reaped", "pid1: done", "PID 1 exits (+ PID namespace teardown), until the relay's wait returns"),
+       ("END", "start", "**total, first instruction to the launcher's last wait**")]
+order = ["start"] + [a for a, _, _ in seq[:-2]] + ["pid1: done", "relay: pid1 reaped"]
+def dur(k, a, b):
+    xs = []
+    for (kk, i), d in t.items():
+        if kk != k: continue
+        end = d.get("relay: pid1 reaped", d.get("pid1: done")) if a == "END" else d.get(a)
+        # A step left out: measure from the last step done before it.
+        j = order.index(b)
+        while j > 0 and order[j] not in d: j -= 1
+        start = 0.0 if j == 0 else d[order[j]]
+        if end is not None: xs.append(end - start)
+    return f"{st.median(xs):.0f}" if xs else "—"
+print(f"\n**Timeline of one launch** (`floor-times`, the same source with -DFLOOR_TIMES; {n} launches per "
+      "column, columns alternating; median µs per step)\n")
+print("| step | " + " | ".join(variants) + " |")
+print("|---|" + "---:|" * len(variants))
+for a, b, label in seq:
+    print(f"| {label} | " + " | ".join(dur(k, a, b) for k in range(len(variants))) + " |")
+PY
 cat "$out"

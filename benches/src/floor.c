@@ -132,6 +132,48 @@ static const struct { const char *path; int dev; uint64_t attr; } binds[] = {
 #define NBIND (sizeof binds / sizeof binds[0])
 #define STAGE "/tmp" // stockade stages the new root on a tmpfs mounted over /tmp
 
+// Built with -DFLOOR_TIMES (benches/floor.sh builds `floor-times` so): each step's end is stamped
+// (CLOCK_MONOTONIC, vDSO, no syscall) into a page shared by the three processes, and the relay
+// prints `label microseconds-since-start` lines to stderr at the end. The stamps cost ~25 ns each.
+#ifdef FLOOR_TIMES
+#include <sys/mman.h>
+#include <time.h>
+enum { T_START, T_PREP, T_RELAY_FORKED, T_PID1_START, T_PID1_FORKED, T_SRV_START, T_SRV_RLIMITS,
+       T_MNT_NS, T_MNT_OPEN_TREE, T_MNT_BUILT, T_MNT_PIVOT, T_MNT_DETACH, T_BOUNDING, T_IDS,
+       T_CAPS_NNP, T_LANDLOCK, T_SECCOMP, T_SRV_REAPED, T_PID1_DONE, T_PID1_REAPED,
+       T_RELAY_SUPCAPS, T_PID1_SUPCAPS, T_N };
+static const char *t_name[T_N] = {
+    "start", "prep (bpf file, Landlock O_PATH opens)", "relay: unshare(NEWPID)+fork returned",
+    "pid1: running", "pid1: fork returned", "server: running", "server: setpgid, close_range, rlimits",
+    "server: unshare(NEWNS), rslave", "server: open_tree x6", "server: tmpfs, binds, /proc, symlinks, ro",
+    "server: pivot_root", "server: umount2(old root, MNT_DETACH)", "server: securebits, bounding set",
+    "server: setgroups, setresgid, setresuid", "server: ambient, capset, pdeathsig, nnp",
+    "server: landlock", "server: seccomp (then execve)", "pid1: server reaped",
+    "pid1: done", "relay: pid1 reaped", "relay: own caps dropped", "pid1: own caps dropped"};
+static volatile long *t_page;
+static void stamp(int i) {
+    struct timespec ts;
+    if (!t_page) return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t_page[i] = ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+static void stamps_init(void) {
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { perror("floor: mmap"); _exit(125); }
+    t_page = p;
+    stamp(T_START);
+}
+static void stamps_print(void) {
+    int i;
+    for (i = 1; i < T_N; i++)
+        if (t_page[i])
+            fprintf(stderr, "floor-time\t%s\t%.1f\n", t_name[i], (t_page[i] - t_page[0]) / 1e3);
+}
+#define STAMP(i) stamp(i)
+#else
+#define STAMP(i) do { } while (0)
+#endif
+
 #define NOBODY 65534
 #define MAXINSN 4096
 static struct sock_filter bpf[MAXINSN];
@@ -191,9 +233,11 @@ static void mounts(void) {
     size_t i;
     CHECK("mounts", unshare(CLONE_NEWNS));
     CHECK("mounts", mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL));
+    STAMP(T_MNT_NS);
     for (i = 0; i < NBIND; i++)
         CHECK("mounts", fd[i] = syscall(SYS_open_tree, AT_FDCWD, binds[i].path,
                                         OPEN_TREE_CLONE_ | O_CLOEXEC | AT_RECURSIVE_));
+    STAMP(T_MNT_OPEN_TREE);
     CHECK("mounts", mount("stockade-root", STAGE, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                           "mode=0755,size=1m"));
     for (i = 0; i < NBIND; i++) {
@@ -231,10 +275,13 @@ static void mounts(void) {
     struct mount_attr_ ro = {MOUNT_ATTR_RDONLY_ | MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ |
                              MOUNT_ATTR_NOEXEC_, 0, 0, 0};
     CHECK("mounts", syscall(SYS_mount_setattr, AT_FDCWD, STAGE, 0, &ro, sizeof ro));
+    STAMP(T_MNT_BUILT);
     CHECK("mounts", chdir(STAGE));
     CHECK("mounts", syscall(SYS_pivot_root, ".", "."));
+    STAMP(T_MNT_PIVOT);
     CHECK("mounts", umount2(".", MNT_DETACH));
     CHECK("mounts", chdir("/"));
+    STAMP(T_MNT_DETACH);
 }
 
 static void landlock(void) {
@@ -261,12 +308,14 @@ static void landlock(void) {
 }
 
 static void server(char **argv) {
+    STAMP(T_SRV_START);
     CHECK("setpgid", setpgid(0, 0));
     CHECK("close_range", syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */));
     if (on("rlimits")) {
         struct rlimit z = {0, 0};
         CHECK("rlimits", prlimit(0, RLIMIT_CORE, &z, NULL));
     }
+    STAMP(T_SRV_RLIMITS);
     if (on("mounts")) mounts();
     if (on("caps")) {
         CHECK("caps", prctl(PR_SET_SECUREBITS,
@@ -276,22 +325,27 @@ static void server(char **argv) {
                             0, 0, 0));
         drop_bounding(-1);
     }
+    STAMP(T_BOUNDING);
     if (on("ids")) {
         CHECK("ids", setgroups(0, NULL));
         CHECK("ids", setresgid(NOBODY, NOBODY, NOBODY));
         CHECK("ids", setresuid(NOBODY, NOBODY, NOBODY));
     }
+    STAMP(T_IDS);
     if (on("caps")) {
         CHECK("caps", prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0));
         capset_to(0, 0);
     }
     CHECK("pdeathsig", prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
     if (on("nnp")) CHECK("nnp", prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    STAMP(T_CAPS_NNP);
     if (on("landlock")) landlock();
+    STAMP(T_LANDLOCK);
     if (on("seccomp")) {
         struct sock_fprog fp = {bpf_len, bpf};
         CHECK("seccomp", syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp));
     }
+    STAMP(T_SECCOMP);
     char lang[256];
     char *envp[4] = {"HOME=/nonexistent", "PATH=/usr/local/bin:/usr/bin:/bin", NULL, NULL};
     const char *l = getenv("LANG");
@@ -310,10 +364,13 @@ static int supervise(char **argv) {
     int st, code = 0;
     CHECK("fork", s = fork());
     if (s == 0) server(argv);
+    STAMP(T_PID1_FORKED);
     if (on("supcaps")) drop_own(CAP_KILL);
+    STAMP(T_PID1_SUPCAPS);
     while ((w = wait(&st)) != -1 || errno == EINTR)
-        if (w == s) code = code_of(st);
+        if (w == s) { code = code_of(st); STAMP(T_SRV_REAPED); }
     if (errno != ECHILD) die("supervise", "wait");
+    STAMP(T_PID1_DONE);
     return code;
 }
 
@@ -356,6 +413,9 @@ static void read_bpf(const char *path) {
 int main(int argc, char **argv) {
     const char *bpf_path = getenv("FLOOR_BPF");
     int i = 1;
+#ifdef FLOOR_TIMES
+    stamps_init();
+#endif
     if (argc == 4 && strcmp(argv[1], "--dump-bpf") == 0) return dump_bpf(atoi(argv[2]), argv[3]);
     if (getenv("FLOOR_SKIP")) skip = getenv("FLOOR_SKIP");
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -375,17 +435,31 @@ int main(int argc, char **argv) {
         for (k = 0; k < NLL; k++)
             CHECK("landlock", ll_fd[k] = open(ll_paths[k].path, O_PATH | O_CLOEXEC));
     }
-    if (!on("pidns")) return supervise(argv);
+    STAMP(T_PREP);
+    if (!on("pidns")) {
+        int code = supervise(argv);
+#ifdef FLOOR_TIMES
+        stamps_print();
+#endif
+        return code;
+    }
     pid_t p1;
     int st;
     CHECK("pidns", unshare(CLONE_NEWPID));
     CHECK("pidns", p1 = fork());
     if (p1 == 0) {
+        STAMP(T_PID1_START);
         CHECK("pidns", prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
         _exit(supervise(argv));
     }
+    STAMP(T_RELAY_FORKED);
     if (on("supcaps")) drop_own(-1);
+    STAMP(T_RELAY_SUPCAPS);
     while (waitpid(p1, &st, 0) < 0)
         if (errno != EINTR) die("pidns", "waitpid");
+    STAMP(T_PID1_REAPED);
+#ifdef FLOOR_TIMES
+    stamps_print();
+#endif
     return code_of(st);
 }
