@@ -84,3 +84,32 @@ context() {
     echo "- stockade: $("$STOCKADE" --version 2>/dev/null || echo '?') at $STOCKADE (git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet -- src 2>/dev/null || echo ', src modified'))"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# The seccomp program a stockade build installs for `--profile minimal`, written to FILE (raw
+# struct sock_filter array): read with ptrace(PTRACE_SECCOMP_GET_FILTER) from a running confined
+# server (`floor --dump-bpf`, benches/src/floor.c), so benches/src/floor.c installs the very same
+# bytes. dump_bpf STOCKADE FILE [PROFILE]
+dump_bpf() {
+    local st out=$2 prof=${3:-minimal} pid s= c g i
+    st=$(readlink -f "$1")
+    ( cd / && exec "$st" --profile "$prof" -- /bin/sleep 30 ) </dev/null >/dev/null 2>&1 &
+    pid=$!
+    # The server (sleep) is the grandchild (relay, PID 1, server) or the child (no PID namespace).
+    for i in $(seq 100); do
+        for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+            for g in "$c" $(cat /proc/"$c"/task/*/children 2>/dev/null); do
+                case $(readlink "/proc/$g/exe" 2>/dev/null) in */sleep) s=$g ;; esac
+            done
+        done
+        # Filter installed and exec done: the exe is sleep and Seccomp is 2.
+        [ -n "$s" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$s/status" 2>/dev/null && break
+        s=; sleep 0.05
+    done
+    [ -n "$s" ] || { kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; die "dump_bpf: no confined sleep under $st"; }
+    "$BIN/floor" --dump-bpf "$s" "$out" 2>/dev/null || { kill -KILL "$pid"; wait "$pid" 2>/dev/null; die "dump_bpf: ptrace of $s failed"; }
+    kill -TERM "$pid"
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    chmod 0644 "$out"
+}

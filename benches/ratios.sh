@@ -3,6 +3,8 @@
 # "after") next to catatonit, tini and dumb-init:
 #   (a) launch overhead over bare /bin/true (hyperfine -N, all rows interleaved in every round),
 #       as a ratio to catatonit's overhead; target: full confinement ≤ catatonit's (≤ 1.0x);
+#       also as a ratio to the floor's (benches/src/floor.c: the same kernel steps as
+#       `--profile minimal` done by a lean C program), with setpriv and bwrap as references;
 #   (b) resident memory while the server (sleep) runs: Pss and Anonymous (smaps_rollup) summed
 #       over ALL of stockade's processes (outer relay + PID-1 supervisor in the PID-namespace
 #       mode), as ratios to tini and catatonit; targets 512 KiB Pss, 128 KiB anonymous;
@@ -32,7 +34,7 @@ BUDGET=$((1258291))   # 1.2 MiB, rounded down
 out="$RES/ratios.md"
 T=/bin/true
 SLEEP=/bin/sleep
-for c in hyperfine catatonit tini dumb-init python3 taskset; do
+for c in hyperfine catatonit tini dumb-init python3 taskset setpriv bwrap; do
     command -v "$c" >/dev/null || die "$c is missing"
 done
 build_helpers
@@ -49,7 +51,14 @@ for b in $BUILDS; do
 done
 prof_of() { echo "$WORK/profiles-$1"; }
 
-launch_rows=("bare|$T" "catatonit|catatonit -- $T" "tini|tini -- $T" "dumb-init|dumb-init $T")
+# The floor (benches/src/floor.c, benches/floor.sh): stockade minimal's kernel steps done by a
+# lean C program, installing the seccomp program dumped from the first build's confined server.
+first_bin=${builds[0]#*|}
+dump_bpf "$first_bin" "$WORK/floor-minimal.bpf"
+launch_rows=("bare|$T" "catatonit|catatonit -- $T" "tini|tini -- $T" "dumb-init|dumb-init $T"
+    "setpriv (uid/gid 65534, no groups, no caps, bounding set empty, no_new_privs)|setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- $T"
+    "bwrap (ro / , new pid/ipc/uts/net/user/cgroup ns, /dev /proc /tmp)|bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --unshare-all --die-with-parent -- $T"
+    "floor: same kernel steps as minimal, in C|$BIN/floor --bpf=$WORK/floor-minimal.bpf -- $T")
 mem_rows=("catatonit|catatonit -- $SLEEP 60" "tini|tini -- $SLEEP 60" "dumb-init|dumb-init $SLEEP 60")
 for b in "${builds[@]}"; do
     name=${b%%|*}; bin=${b#*|}; p=$(prof_of "$name")
@@ -144,14 +153,16 @@ labels = [r.split("|", 1)[0] for r in rows]
 cmds = [r.split("|", 1)[1] for r in rows]
 med = {c: st.median(times[c]) * 1e3 for c in cmds}
 bare, cata = med[cmds[0]], med[cmds[1]]
+floor = next(med[c] for l, c in zip(labels, cmds) if l.startswith("floor"))
 print(f"Load average (1/5/15 min) at start {l0}, at end {l1}; {len(open('/proc/cpuinfo').read().split('processor')) - 1} CPUs.\n")
 print("**(a) Launch overhead over bare `/bin/true`** (medians; target: stockade ≤ 1.0x catatonit's)\n")
-print("| launcher | median ms | overhead ms | overhead / catatonit's |")
-print("|---|---:|---:|---:|")
+print("| launcher | median ms | overhead ms | overhead / catatonit's | overhead / floor's |")
+print("|---|---:|---:|---:|---:|")
 for l, c in zip(labels, cmds):
     ov = med[c] - bare
     rel = f"{ov / (cata - bare):.2f}x" if cata - bare > 0.005 and c != cmds[0] else "—"
-    print(f"| {l} | {med[c]:.3f} | {ov:+.3f} | {rel} |")
+    relf = f"{ov / (floor - bare):.2f}x" if floor - bare > 0.005 and c != cmds[0] else "—"
+    print(f"| {l} | {med[c]:.3f} | {ov:+.3f} | {rel} | {relf} |")
 print(f"\n{len(times[cmds[0]])} runs per row: {rounds} rounds of `hyperfine -N --warmup 5 --runs {runs}` "
       "over all rows (interleaved), pooled.")
 mem = collections.defaultdict(list)
