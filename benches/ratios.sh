@@ -117,8 +117,10 @@ for i in $(seq "$MEM_ROUNDS"); do
         pid=$!
         # Read once the server runs (the supervisor's start-up is over): up to 3 s for the sleep.
         for _ in $(seq 60); do server_runs "$pid" && break; sleep 0.05; done
-        # stockade gives back its start-up pages 1 s after the server started (RELEASE_AFTER).
-        sleep 1.5
+        # Steady state: stockade gives back its start-up pages 1 s after the server started
+        # (RELEASE_AFTER); the PID-namespace relay then execs a fresh image, which gives back its
+        # own a second later. Same wait for every row.
+        sleep "${MEM_SETTLE:-3}"
         kill -0 "$pid" 2>/dev/null || die "$label exited early"
         mapfile -t ps < <(procs_of "$pid")
         printf '%s\t%s\t%s\t%s\n' "$label" "${#ps[@]}" "$(sum_of Pss "${ps[@]}")" \
@@ -141,7 +143,7 @@ done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 - "$tmp" "$ROUNDS" "$RUNS" "$MEM_ROUNDS" "$BUDGET" "$load_start" "$load_end" \
     "${launch_rows[@]}" > "$out" <<'PY'
-import json, sys, statistics as st, collections
+import json, os, sys, statistics as st, collections
 tmp, rounds, runs, mrounds, budget, l0, l1 = sys.argv[1:8]
 rounds, mrounds, budget = int(rounds), int(mrounds), int(budget)
 rows = sys.argv[8:]
@@ -191,6 +193,6 @@ print("\nCommands:\n")
 for l, c in zip(labels, cmds):
     print(f"- {l}: `{c}`")
 print("- memory: the same with `/bin/sleep 60` instead of `/bin/true`, pinned with `taskset -c`, "
-      "read 1.5 s after the sleep started")
+      f"read {os.environ.get('MEM_SETTLE', '3')} s after the sleep started")
 PY
 cat "$out"

@@ -272,9 +272,20 @@ impl Signals {
 
     /// Wait up to `timeout` (None: forever) and return the signals that arrived.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Vec<i32> {
-        let borrowed = crate::sys::borrow_fd(self.fd());
-        let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, poll_timeout(timeout));
+        self.wait_releasing(timeout, false)
+    }
+
+    /// `wait`, giving back start-up's pages first when `release`: right before the poll, with
+    /// its arguments ready, so that while the loop sleeps only the poll's own code is back in.
+    pub fn wait_releasing(&mut self, timeout: Option<Duration>, release: bool) -> Vec<i32> {
+        if release {
+            let mut fds = [raw_pollfd(self.fd())];
+            crate::sys::release_startup_memory_then_poll(&mut fds, poll_timeout(timeout).into());
+        } else {
+            let borrowed = crate::sys::borrow_fd(self.fd());
+            let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, poll_timeout(timeout));
+        }
         self.pending()
     }
 
@@ -289,6 +300,15 @@ impl Signals {
             .filter(|i| crate::sys::signal_sender(i) != nix::unistd::getpid().as_raw())
             .map(|i| i.si_signo);
         others.chain(sent).collect()
+    }
+}
+
+/// A `pollfd` waiting for input on `fd`, for `sys::release_startup_memory_then_poll`.
+pub fn raw_pollfd(fd: i32) -> nix::libc::pollfd {
+    nix::libc::pollfd {
+        fd,
+        events: nix::libc::POLLIN,
+        revents: 0,
     }
 }
 
@@ -644,14 +664,14 @@ impl Supervisor<'_> {
             }
             self.tick_probe(inst);
             self.tick_stop(inst);
-            if self.release_at.is_some_and(|t| t <= Instant::now()) {
+            let release = self.release_at.is_some_and(|t| t <= Instant::now());
+            if release {
                 self.release_at = None;
-                crate::sys::release_startup_memory();
             }
             let timeout = self
                 .next_wakeup(inst)
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            for sig in self.signals.wait(timeout) {
+            for sig in self.signals.wait_releasing(timeout, release) {
                 if sig != nix::libc::SIGCHLD {
                     self.on_signal(inst, sig);
                 }

@@ -16,7 +16,7 @@
 //! Whether to use one is decided by `plan` (`plan::own_pid_namespace`), not here.
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -99,9 +99,11 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
             super::drop_own_capabilities(&caps::CapsHashSet::new())?;
             nix::unistd::write(&dropped_w, &[1u8]).map_err(|e| Error::os("pipe", e))?;
             drop(dropped_w);
-            let e = exec_relay(child, relay.as_ref(), &notifier, &life_w, foreground);
-            debug!(error = %e, "relaying from the start-up image (no fresh one)");
-            let code = outer(child, relay, notifier)?;
+            let fresh = Fresh {
+                life: &life_w,
+                foreground,
+            };
+            let code = outer(child, relay, notifier, Some(fresh))?;
             drop(life_w);
             Ok(Entered::Outer(code))
         }
@@ -123,21 +125,26 @@ pub fn outer_dropped(fd: OwnedFd) -> Result<()> {
 /// fd, relay fd, notify fd, foreground" (-1: none). Set only by `exec_relay`.
 pub const RELAY_VAR: &str = "STOCKADE_INTERNAL_RELAY";
 
+/// What the relay in its start-up image needs to exec a fresh one (`exec_relay`).
+struct Fresh<'a> {
+    life: &'a OwnedFd,
+    foreground: bool,
+}
+
 /// Replace the relay's image with a fresh one of the same binary that runs only `outer`: the
-/// relay then keeps none of start-up's memory (profile, plan, heap, the code that built them),
-/// only the pages its loop runs in. Same pid, same children, same argv (what `ps` and systemd
-/// show), the signal mask and pending signals survive the exec, so nothing is lost meanwhile.
-/// Runs on the other CPU while the supervisor starts the server. Returns only if the exec
-/// failed (no /proc): the loop then runs in this image, as it did before.
+/// relay then keeps none of start-up's memory (profile, plan, heap, relocated copies, the code
+/// that built them), only the pages its loop runs in. Same pid, same children, same argv (what
+/// `ps` and systemd show); the signal mask and pending signals survive the exec, so nothing is
+/// lost meanwhile. Done when start-up's pages would be released (a second in): a short-lived
+/// server never pays for the exec. Returns only if the exec failed (no /proc).
 fn exec_relay(
     inner: Pid,
-    relay: Option<&OwnedFd>,
+    relay: Option<std::os::fd::BorrowedFd<'_>>,
     notifier: &Notifier,
     life: &OwnedFd,
     foreground: bool,
 ) -> std::io::Error {
     use std::ffi::CString;
-    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     let keep = |fd: i32| {
         nix::fcntl::fcntl(
@@ -210,7 +217,7 @@ pub fn relay_main(spec: &std::ffi::OsStr) -> Result<u8> {
     let (life, relay, notify) = (|| Ok((adopt(life)?, adopt(relay)?, adopt(notify)?)))()
         .map_err(|e: Errno| Error::os("relay fds", e))?;
     let notifier = notify.map_or(Notifier::Off, Notifier::adopt_socket);
-    let code = outer(inner, relay, notifier)?;
+    let code = outer(inner, relay, notifier, None)?;
     drop(life);
     if fg == 1 {
         super::hand_back_terminal(Some((nix::unistd::getpid(), nix::unistd::getpgrp())));
@@ -225,7 +232,12 @@ pub fn relay_main(spec: &std::ffi::OsStr) -> Result<u8> {
 /// are read from a signalfd, no handler, no allocation per wake-up. Once start-up's pages are
 /// given back, the few pages this loop runs in are all the relay keeps of stockade's code.
 #[inline(never)]
-fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u8> {
+fn outer(
+    inner: Pid,
+    relay: Option<OwnedFd>,
+    mut notifier: Notifier,
+    mut fresh: Option<Fresh<'_>>,
+) -> Result<u8> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     // The set the supervisor's handlers cover: every forwarded signal and SIGCHLD. The others
@@ -250,28 +262,44 @@ fn outer(inner: Pid, relay: Option<OwnedFd>, mut notifier: Notifier) -> Result<u
     let mut relay = relay.map(std::fs::File::from);
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        let timeout = release_at.map(|t| t.saturating_duration_since(std::time::Instant::now()));
-        let (signalled, relay_ready) = {
+        // Start-up's pages go (or the image, for a fresh one) right before the poll, with its
+        // arguments ready: while the relay sleeps, only the poll's own code is back in.
+        let now = std::time::Instant::now();
+        let release = release_at.is_some_and(|t| t <= now);
+        if release {
+            release_at = None;
+        }
+        let timeout = super::poll_timeout(release_at.map(|t| t.saturating_duration_since(now)));
+        let relay_fd = relay.as_ref().map(|r| r.as_fd());
+        if release {
+            // In the start-up image, a fresh one instead (not with half a notification read:
+            // it would be lost); in the fresh one, its own start-up pages.
+            if let Some(f) = fresh.take().filter(|_| pending.is_empty()) {
+                let e = exec_relay(inner, relay_fd, &notifier, f.life, f.foreground);
+                debug!(error = %e, "relaying on in the start-up image");
+            }
+        }
+        let n = if relay_fd.is_some() { 2 } else { 1 };
+        let ready = |r: PollFlags| {
+            r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+        };
+        let (signalled, relay_ready) = if release {
+            let mut fds = [
+                super::raw_pollfd(sfd.as_raw_fd()),
+                super::raw_pollfd(relay_fd.map_or(sfd.as_raw_fd(), |r| r.as_raw_fd())),
+            ];
+            crate::sys::release_startup_memory_then_poll(&mut fds[..n], timeout.into());
+            let got = |f: &nix::libc::pollfd| ready(PollFlags::from_bits_truncate(f.revents));
+            (got(&fds[0]), n == 2 && got(&fds[1]))
+        } else {
             let mut fds = [
                 PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(
-                    relay.as_ref().map_or(sfd.as_fd(), |r| r.as_fd()),
-                    PollFlags::POLLIN,
-                ),
+                PollFd::new(relay_fd.unwrap_or(sfd.as_fd()), PollFlags::POLLIN),
             ];
-            let n = if relay.is_some() { 2 } else { 1 };
-            let _ = nix::poll::poll(&mut fds[..n], super::poll_timeout(timeout));
-            let ready = |f: &PollFd| {
-                f.revents().is_some_and(|r| {
-                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-                })
-            };
-            (ready(&fds[0]), n == 2 && ready(&fds[1]))
+            let _ = nix::poll::poll(&mut fds[..n], timeout);
+            let got = |f: &PollFd| f.revents().is_some_and(ready);
+            (got(&fds[0]), n == 2 && got(&fds[1]))
         };
-        if release_at.is_some_and(|t| t <= std::time::Instant::now()) {
-            release_at = None;
-            crate::sys::release_startup_memory();
-        }
         // One signal per wake-up: poll reports the next one at once (and a wake-up without one
         // never reaches the EAGAIN path, which would fault in more code after the release).
         if signalled && let Ok(Some(info)) = sfd.read_signal() {
