@@ -378,7 +378,7 @@ pub struct Supervisor<'a> {
     stop: Option<Stop>,
     /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
     stop_after_exit: Option<i32>,
-    /// When to give back the start-up pages (`sys::release_startup_memory`), once.
+    /// When to give back the start-up pages (`sys::release_startup_memory_then_poll`), once.
     release_at: Option<Instant>,
     orphans_reaped: u64,
     /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.
