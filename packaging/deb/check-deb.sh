@@ -56,7 +56,16 @@ errors=$(grep -c '^E: ' "$work/lintian.txt" || true)
 check "lintian: no errors ($errors errors, $(grep -c '^W: ' "$work/lintian.txt" || true) warnings, exit $lrc)" \
     test "$errors" = 0
 
-# 2. Contents.
+# 2. Contents and dependencies. The binaries need GLIBC_ABI_DT_RELR (glibc 2.36, the packed
+#    relocations of .cargo/config.toml), which dpkg-shlibdeps does not map: Cargo.toml names it.
+depends=$(dpkg-deb -f "$deb" Depends)
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/stockade > "$work/stockade.bin"
+if readelf -V "$work/stockade.bin" | grep -q GLIBC_ABI_DT_RELR; then
+    check "Depends names libc6 (>= 2.36), for GLIBC_ABI_DT_RELR ($depends)" \
+        grep -q 'libc6 (>= 2.36)' <<<"$depends"
+else
+    ok "the binary needs no GLIBC_ABI_DT_RELR (Depends: $depends)"
+fi
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/contents.txt"
 for f in /usr/bin/stockade /usr/bin/stockade-learn /usr/share/man/man1/stockade.1.gz \
          /usr/share/man/man1/stockade-learn.1.gz \
