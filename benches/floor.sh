@@ -38,44 +38,20 @@ trap 'rm -rf "$tmp"' EXIT
 dump_bpf "$STOCKADE" "$BPF"
 log "floor: stockade's minimal seccomp program: $(( $(stat -c %s "$BPF") / 8 )) instructions"
 
-# Start CMD (a sleep) in the background from /, wait for the confined sleep below it; prints
-# "LAUNCHER_PID SERVER_PID".
-start_sleep() {
-    local pid s= c g i
-    ( cd / && exec "$@" /bin/sleep 30 ) </dev/null >/dev/null 2>&1 &
-    pid=$!
-    for i in $(seq 100); do
-        for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-            for g in "$c" $(cat /proc/"$c"/task/*/children 2>/dev/null); do
-                case $(readlink "/proc/$g/exe" 2>/dev/null) in */sleep) s=$g ;; esac
-            done
-        done
-        [ -n "$s" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$s/status" 2>/dev/null && break
-        s=; sleep 0.05
-    done
-    echo "$pid $s"
-}
-stop() {
-    local i
-    kill -TERM "$1" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 # mount point, per-mount options, fs type (ids and the super options' sizes differ per run)
 mounts_of() { awk '{for (i = 7; $i != "-"; i++); print $5, $6, $(i+1)}' "/proc/$1/mountinfo" | sort; }
 
 read -r fpid fs < <(start_sleep "$FLOOR" "--bpf=$BPF" --)
-[ -n "$fs" ] || { stop "$fpid"; die "no confined sleep under the floor"; }
+[ -n "$fs" ] || { stop_pid "$fpid"; die "no confined sleep under the floor"; }
 grep -E '^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' \
     "/proc/$fs/status" > "$tmp/status"
-"$FLOOR" --dump-bpf "$fs" "$tmp/floor.bpf" 2>/dev/null || { stop "$fpid"; die "ptrace of the floor's server"; }
+"$FLOOR" --dump-bpf "$fs" "$tmp/floor.bpf" 2>/dev/null || { stop_pid "$fpid"; die "ptrace of the floor's server"; }
 mounts_of "$fs" > "$tmp/mounts.floor"
-stop "$fpid"
+stop_pid "$fpid"
 read -r spid ss < <(start_sleep "$STOCKADE" --profile minimal --)
-[ -n "$ss" ] || { stop "$spid"; die "no confined sleep under stockade"; }
+[ -n "$ss" ] || { stop_pid "$spid"; die "no confined sleep under stockade"; }
 mounts_of "$ss" > "$tmp/mounts.stockade"
-stop "$spid"
+stop_pid "$spid"
 cmp -s "$BPF" "$tmp/floor.bpf" || die "the floor's server runs another seccomp program than stockade's"
 awk '
     /^(Uid|Gid):/ { if ($2 != 65534 || $3 != 65534 || $4 != 65534 || $5 != 65534) bad = bad " " $1 }

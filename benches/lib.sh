@@ -85,31 +85,42 @@ context() {
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-# The seccomp program a stockade build installs for `--profile minimal`, written to FILE (raw
-# struct sock_filter array): read with ptrace(PTRACE_SECCOMP_GET_FILTER) from a running confined
-# server (`floor --dump-bpf`, benches/src/floor.c), so benches/src/floor.c installs the very same
-# bytes. dump_bpf STOCKADE FILE [PROFILE]
-dump_bpf() {
-    local st out=$2 prof=${3:-minimal} pid s= c g i
-    st=$(readlink -f "$1")
-    ( cd / && exec "$st" --profile "$prof" -- /bin/sleep 30 ) </dev/null >/dev/null 2>&1 &
+# Start CMD (a sleep) in the background from /, wait for the confined sleep below it; prints
+# "LAUNCHER_PID SERVER_PID".
+start_sleep() {
+    local pid s= c g i
+    ( cd / && exec "$@" /bin/sleep 30 ) </dev/null >/dev/null 2>&1 &
     pid=$!
-    # The server (sleep) is the grandchild (relay, PID 1, server) or the child (no PID namespace).
     for i in $(seq 100); do
         for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
             for g in "$c" $(cat /proc/"$c"/task/*/children 2>/dev/null); do
                 case $(readlink "/proc/$g/exe" 2>/dev/null) in */sleep) s=$g ;; esac
             done
         done
-        # Filter installed and exec done: the exe is sleep and Seccomp is 2.
         [ -n "$s" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$s/status" 2>/dev/null && break
         s=; sleep 0.05
     done
-    [ -n "$s" ] || { kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; die "dump_bpf: no confined sleep under $st"; }
-    "$BIN/floor" --dump-bpf "$s" "$out" 2>/dev/null || { kill -KILL "$pid"; wait "$pid" 2>/dev/null; die "dump_bpf: ptrace of $s failed"; }
-    kill -TERM "$pid"
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    echo "$pid $s"
+}
+# End a launcher from start_sleep by pid: TERM, then KILL (it is not a child of this shell).
+stop_pid() {
+    local i
+    kill -TERM "$1" 2>/dev/null || true
+    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# The seccomp program a stockade build installs for `--profile minimal`, written to FILE (raw
+# struct sock_filter array): read with ptrace(PTRACE_SECCOMP_GET_FILTER) from a running confined
+# server (`floor --dump-bpf`, benches/src/floor.c), so benches/src/floor.c installs the very same
+# bytes. dump_bpf STOCKADE FILE [PROFILE]
+dump_bpf() {
+    local st out=$2 prof=${3:-minimal} pid s
+    st=$(readlink -f "$1")
+    read -r pid s < <(start_sleep "$st" --profile "$prof" --)
+    [ -n "$s" ] || { stop_pid "$pid"; die "dump_bpf: no confined sleep under $st"; }
+    "$BIN/floor" --dump-bpf "$s" "$out" 2>/dev/null || { stop_pid "$pid"; die "dump_bpf: ptrace of $s failed"; }
+    stop_pid "$pid"
     chmod 0644 "$out"
 }

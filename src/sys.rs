@@ -386,8 +386,8 @@ pub fn read_proc(path: &str) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Give back what start-up left resident, once the supervisor only loops, then sleep in
-/// `poll(fds, timeout_ms)` (revents are filled in `fds`). The release: unmap (MADV_DONTNEED)
+/// With `release`, give back what start-up left resident, once the supervisor only loops; then
+/// sleep in `poll(fds, timeout_ms)` (revents are filled in `fds`). The release: unmap (MADV_DONTNEED)
 /// every private file mapping that is not writable and holds no page of its own — stockade's
 /// binary (the parsing, planning and rendering code that fault-around mapped in) and the shared
 /// libraries start-up ran through (libc's NSS, locale and stdio code) — and on glibc
@@ -405,9 +405,11 @@ pub fn read_proc(path: &str) -> std::io::Result<String> {
 /// one function (the `syscalls` crate's): while the caller sleeps, this function's code is all
 /// that is back, where a libc `madvise` and `poll` and their callers each brought a window back
 /// (measured: 3–5 windows per process before).
+///
+/// Without `release`, only the poll: the supervision loops wait through this one call either way.
 #[inline(never)]
-pub fn release_startup_memory_then_poll(fds: &mut [nix::libc::pollfd], timeout_ms: i32) {
-    if let Some((ranges, n)) = startup_ranges() {
+pub fn poll_releasing(fds: &mut [nix::libc::pollfd], timeout_ms: i32, release: bool) {
+    if let Some((ranges, n)) = release.then(startup_ranges).flatten() {
         #[cfg(target_env = "gnu")]
         // SAFETY: single-threaded, no allocation in progress; only returns free heap pages.
         let _ = unsafe { nix::libc::malloc_trim(0) };
@@ -437,7 +439,7 @@ pub fn release_startup_memory_then_poll(fds: &mut [nix::libc::pollfd], timeout_m
     };
 }
 
-/// The ranges `release_startup_memory_then_poll` gives back (at most 32; no allocation survives the call).
+/// The ranges `poll_releasing` gives back (at most 32; no allocation survives the call).
 #[inline(never)]
 fn startup_ranges() -> Option<([(usize, usize); 32], usize)> {
     let Ok(smaps) = read_proc("/proc/self/smaps") else {

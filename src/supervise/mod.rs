@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -91,7 +91,7 @@ impl Started {
         (self.pid, self.report)
     }
 
-    /// The parent's own set-up failed: the server must not start.
+    /// The parent's own set-up failed: the server must not start (killed and reaped).
     pub fn abandon(self) {
         let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
@@ -175,6 +175,10 @@ pub fn spawn_with(
         nix::unistd::ForkResult::Parent { child } => {
             drop(w);
             drop(go_r);
+            let started = Started {
+                pid: child,
+                report: r,
+            };
             if let Some((gr, gw)) = gate {
                 drop(gr);
                 use nix::sys::ptrace::Options;
@@ -189,29 +193,24 @@ pub fn spawn_with(
                 let seized = nix::sys::ptrace::seize(child, opts)
                     .and_then(|()| nix::unistd::write(&gw, &[1u8]).map(drop));
                 if let Err(e) = seized {
-                    let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
+                    started.abandon();
                     return Err(Error::os("ptrace seize of the server", e));
                 }
             }
-            let dropped =
-                privileged().and_then(|()| drop_own_capabilities(&supervisor_keeps(plan)));
-            let dropped = dropped.and_then(|()| {
-                nix::unistd::write(&go_w, &[1u8])
-                    .map(drop)
-                    .map_err(|e| Error::os("start pipe", e))
-            });
+            let dropped = privileged()
+                .and_then(|()| drop_own_capabilities(&supervisor_keeps(plan)))
+                .and_then(|()| {
+                    nix::unistd::write(&go_w, &[1u8])
+                        .map(drop)
+                        .map_err(|e| Error::os("start pipe", e))
+                });
             if let Err(e) = dropped {
-                let _ = crate::sys::kill_raw(child.as_raw(), nix::libc::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, Some(WaitPidFlag::__WALL));
+                started.abandon();
                 return Err(e);
             }
             drop(go_w);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
-            Ok(Started {
-                pid: child,
-                report: r,
-            })
+            Ok(started)
         }
     }
 }
@@ -278,14 +277,8 @@ impl Signals {
     /// `wait`, giving back start-up's pages first when `release`: right before the poll, with
     /// its arguments ready, so that while the loop sleeps only the poll's own code is back in.
     pub fn wait_releasing(&mut self, timeout: Option<Duration>, release: bool) -> Vec<i32> {
-        if release {
-            let mut fds = [raw_pollfd(self.fd())];
-            crate::sys::release_startup_memory_then_poll(&mut fds, poll_timeout(timeout).into());
-        } else {
-            let borrowed = crate::sys::borrow_fd(self.fd());
-            let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
-            let _ = nix::poll::poll(&mut fds, poll_timeout(timeout));
-        }
+        let mut fds = [raw_pollfd(self.fd())];
+        crate::sys::poll_releasing(&mut fds, poll_timeout(timeout).into(), release);
         self.pending()
     }
 
@@ -303,7 +296,7 @@ impl Signals {
     }
 }
 
-/// A `pollfd` waiting for input on `fd`, for `sys::release_startup_memory_then_poll`.
+/// A `pollfd` waiting for input on `fd`, for `sys::poll_releasing`.
 pub fn raw_pollfd(fd: i32) -> nix::libc::pollfd {
     nix::libc::pollfd {
         fd,
@@ -378,7 +371,7 @@ pub struct Supervisor<'a> {
     stop: Option<Stop>,
     /// A stop signal arrived after the server exited (during the leftover cleanup): no restart.
     stop_after_exit: Option<i32>,
-    /// When to give back the start-up pages (`sys::release_startup_memory_then_poll`), once.
+    /// When to give back the start-up pages (`sys::poll_releasing`), once.
     release_at: Option<Instant>,
     orphans_reaped: u64,
     /// The kernel's seccomp records, to name the syscall when the server dies of SIGSYS.

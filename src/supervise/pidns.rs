@@ -280,26 +280,16 @@ fn outer(
             }
         }
         let n = if relay_fd.is_some() { 2 } else { 1 };
-        let ready = |r: PollFlags| {
-            r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+        let mut fds = [
+            super::raw_pollfd(sfd.as_raw_fd()),
+            super::raw_pollfd(relay_fd.map_or(sfd.as_raw_fd(), |r| r.as_raw_fd())),
+        ];
+        crate::sys::poll_releasing(&mut fds[..n], timeout.into(), release);
+        let ready = |f: &nix::libc::pollfd| {
+            PollFlags::from_bits_truncate(f.revents)
+                .intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
         };
-        let (signalled, relay_ready) = if release {
-            let mut fds = [
-                super::raw_pollfd(sfd.as_raw_fd()),
-                super::raw_pollfd(relay_fd.map_or(sfd.as_raw_fd(), |r| r.as_raw_fd())),
-            ];
-            crate::sys::release_startup_memory_then_poll(&mut fds[..n], timeout.into());
-            let got = |f: &nix::libc::pollfd| ready(PollFlags::from_bits_truncate(f.revents));
-            (got(&fds[0]), n == 2 && got(&fds[1]))
-        } else {
-            let mut fds = [
-                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(relay_fd.unwrap_or(sfd.as_fd()), PollFlags::POLLIN),
-            ];
-            let _ = nix::poll::poll(&mut fds[..n], timeout);
-            let got = |f: &PollFd| f.revents().is_some_and(ready);
-            (got(&fds[0]), n == 2 && got(&fds[1]))
-        };
+        let (signalled, relay_ready) = (ready(&fds[0]), n == 2 && ready(&fds[1]));
         // One signal per wake-up: poll reports the next one at once (and a wake-up without one
         // never reaches the EAGAIN path, which would fault in more code after the release).
         if signalled && let Ok(Some(info)) = sfd.read_signal() {
