@@ -91,6 +91,18 @@ impl Started {
         (self.pid, self.report)
     }
 
+    /// The start byte could not be written: the child is gone or going. Its report, if it left
+    /// one, names the step that failed; otherwise `e` stands.
+    fn failed_early(self, e: Error) -> Error {
+        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
+        let step = crate::report::receive(self.report);
+        let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
+        match step {
+            Ok(Some((step, errno))) => Error::Confine { step, errno },
+            _ => e,
+        }
+    }
+
     /// The parent's own set-up failed: the server must not start (killed and reaped).
     pub fn abandon(self) {
         let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
@@ -197,16 +209,15 @@ pub fn spawn_with(
                     return Err(Error::os("ptrace seize of the server", e));
                 }
             }
-            let dropped = privileged()
-                .and_then(|()| drop_own_capabilities(&supervisor_keeps(plan)))
-                .and_then(|()| {
-                    nix::unistd::write(&go_w, &[1u8])
-                        .map(drop)
-                        .map_err(|e| Error::os("start pipe", e))
-                });
+            let dropped =
+                privileged().and_then(|()| drop_own_capabilities(&supervisor_keeps(plan)));
             if let Err(e) = dropped {
                 started.abandon();
                 return Err(e);
+            }
+            if let Err(e) = nix::unistd::write(&go_w, &[1u8]) {
+                // EPIPE: the child failed a step before it read the byte; its report says which.
+                return Err(started.failed_early(Error::os("start pipe", e)));
             }
             drop(go_w);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);

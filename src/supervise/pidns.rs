@@ -97,7 +97,9 @@ pub fn enter(plan: &Plan, notifier: Notifier, foreground: bool) -> Result<Entere
                 "supervising from PID 1 of a new PID namespace"
             );
             super::drop_own_capabilities(&caps::CapsHashSet::new())?;
-            nix::unistd::write(&dropped_w, &[1u8]).map_err(|e| Error::os("pipe", e))?;
+            // EPIPE: the inner process already failed; `outer` reaps it and passes its code on.
+            // Without the byte nothing starts there, so the write's failure is safe to ignore.
+            let _ = nix::unistd::write(&dropped_w, &[1u8]);
             drop(dropped_w);
             let fresh = Fresh {
                 life: &life_w,
