@@ -402,14 +402,18 @@ pub fn read_proc(path: &str) -> std::io::Result<String> {
 ///
 /// Every touch of code after the advice faults its 64 KiB fault-around window back in, so the
 /// parsing and freeing come first, and the advice and the poll are raw syscalls inline in this
-/// one function (the `syscalls` crate's): while the caller sleeps, this function's code is all
-/// that is back, where a libc `madvise` and `poll` and their callers each brought a window back
-/// (measured: 3–5 windows per process before).
+/// one function (the `syscalls` crate's), whose own two pages are left out of the advice: while
+/// the caller sleeps, those 8 KiB are all of stockade's code that is resident. (A libc `madvise`
+/// and `poll` and their callers each brought a window back, 3–5 per process; with this function
+/// advised too, its return brought one or two, by where ASLR put the window edges.)
 ///
 /// Without `release`, only the poll: the supervision loops wait through this one call either way.
 #[inline(never)]
 pub fn poll_releasing(fds: &mut [nix::libc::pollfd], timeout_ms: i32, release: bool) {
-    if let Some((ranges, n)) = release.then(startup_ranges).flatten() {
+    // This function is far shorter than a page; two pages hold it wherever it starts.
+    let here = poll_releasing as *const () as usize & !(PAGE - 1);
+    let keep = (here, here + 2 * PAGE);
+    if let Some((ranges, n)) = release.then(|| startup_ranges(keep)).flatten() {
         #[cfg(target_env = "gnu")]
         // SAFETY: single-threaded, no allocation in progress; only returns free heap pages.
         let _ = unsafe { nix::libc::malloc_trim(0) };
@@ -439,9 +443,20 @@ pub fn poll_releasing(fds: &mut [nix::libc::pollfd], timeout_ms: i32, release: b
     };
 }
 
-/// The ranges `poll_releasing` gives back (at most 32; no allocation survives the call).
+const PAGE: usize = 4096;
+
+/// `range` with `keep` cut out of it: up to two non-empty ranges.
+fn without(range: (usize, usize), keep: (usize, usize)) -> impl Iterator<Item = (usize, usize)> {
+    let (start, end) = range;
+    let before = (start, end.min(keep.0));
+    let after = (start.max(keep.1), end);
+    [before, after].into_iter().filter(|(s, e)| s < e)
+}
+
+/// The ranges `poll_releasing` gives back, `keep` cut out (at most 32; no allocation survives
+/// the call).
 #[inline(never)]
-fn startup_ranges() -> Option<([(usize, usize); 32], usize)> {
+fn startup_ranges(keep: (usize, usize)) -> Option<([(usize, usize); 32], usize)> {
     let Ok(smaps) = read_proc("/proc/self/smaps") else {
         return None;
     };
@@ -479,10 +494,13 @@ fn startup_ranges() -> Option<([(usize, usize); 32], usize)> {
             }
         } else if first == "VmFlags:"
             && let Some(r) = current.take()
-            && n < out.len()
         {
-            out[n] = r;
-            n += 1;
+            for part in without(r, keep) {
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = part;
+                    n += 1;
+                }
+            }
         }
     }
     Some((out, n))
@@ -499,6 +517,17 @@ mod tests {
         Errno::set_raw(nix::libc::EXDEV);
         assert_eq!(errno_in(&e), Errno::ENOENT);
         assert_eq!(errno_in(&std::fmt::Error), Errno::EINVAL);
+    }
+
+    #[test]
+    fn without_cuts_the_kept_pages_out() {
+        let cut = |r, k| without(r, k).collect::<Vec<_>>();
+        assert_eq!(cut((0, 10), (4, 6)), [(0, 4), (6, 10)]);
+        assert_eq!(cut((0, 10), (0, 6)), [(6, 10)]);
+        assert_eq!(cut((0, 10), (8, 12)), [(0, 8)]);
+        assert_eq!(cut((0, 10), (20, 30)), [(0, 10)]);
+        assert_eq!(cut((20, 30), (0, 10)), [(20, 30)]);
+        assert!(cut((4, 6), (0, 10)).is_empty());
     }
 
     #[test]
