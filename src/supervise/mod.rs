@@ -91,14 +91,21 @@ impl Started {
         (self.pid, self.report)
     }
 
-    /// The start byte could not be written: the child is gone or going. Its report, if it left
-    /// one, names the step that failed; otherwise `e` stands.
-    fn failed_early(self, e: Error) -> Error {
-        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
+    /// The start byte could not be written (`e`): the child failed a step and is exiting. Its
+    /// report names the step. The child closes the start pipe before it writes the report, so
+    /// the report is read before the child is killed and reaped (killed first, the report could
+    /// be lost). Closing `go` first means a child still waiting for the byte reads EOF and
+    /// reports ParentDeath, for which `e` stands.
+    fn failed_early(self, go: OwnedFd, e: Error) -> Error {
+        drop(go);
         let step = crate::report::receive(self.report);
+        // A traced child stops at its exit until the tracer lets it go: SIGKILL ends the stop.
+        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
         match step {
-            Ok(Some((step, errno))) => Error::Confine { step, errno },
+            Ok(Some((step, errno))) if step != crate::report::Step::ParentDeath => {
+                Error::Confine { step, errno }
+            }
             _ => e,
         }
     }
@@ -217,7 +224,7 @@ pub fn spawn_with(
             }
             if let Err(e) = nix::unistd::write(&go_w, &[1u8]) {
                 // EPIPE: the child failed a step before it read the byte; its report says which.
-                return Err(started.failed_early(Error::os("start pipe", e)));
+                return Err(started.failed_early(go_w, Error::os("start pipe", e)));
             }
             drop(go_w);
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&during), None);
@@ -1020,4 +1027,55 @@ pub fn drop_own_capabilities(keep: &CapsHashSet) -> Result<()> {
     }
     debug!(keep = ?keep, "supervisor capabilities reduced");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Step;
+    use nix::errno::Errno;
+
+    /// A child that is gone before the start byte (EPIPE on the start pipe), as `spawn_with`
+    /// sees it: its report names the step; without one, the pipe's error stands.
+    fn failed_early_after(report: Option<(Step, Errno)>) -> Error {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        match crate::sys::fork().unwrap() {
+            nix::unistd::ForkResult::Child => {
+                if let Some((step, errno)) = report {
+                    crate::report::send(&w, step, errno);
+                }
+                crate::sys::exit_now(71)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(w);
+                let started = Started {
+                    pid: child,
+                    report: r,
+                };
+                let (_go_r, go_w) = nix::unistd::pipe().unwrap();
+                let e = started.failed_early(go_w, Error::os("start pipe", Errno::EPIPE));
+                // Reaped: the pid is no longer ours to wait for.
+                let reaped = nix::sys::wait::waitpid(child, Some(WaitPidFlag::WNOHANG));
+                assert_eq!(reaped, Err(Errno::ECHILD));
+                e
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_gone_before_the_start_byte_is_named_by_its_report() {
+        let e = failed_early_after(Some((Step::Chdir, Errno::EACCES)));
+        assert!(
+            matches!(
+                e,
+                Error::Confine {
+                    step: Step::Chdir,
+                    errno: Errno::EACCES
+                }
+            ),
+            "{e}"
+        );
+        let e = failed_early_after(None);
+        assert!(e.to_string().contains("start pipe"), "{e}");
+    }
 }
