@@ -410,10 +410,12 @@ pub fn read_proc(path: &str) -> std::io::Result<String> {
 /// Without `release`, only the poll: the supervision loops wait through this one call either way.
 #[inline(never)]
 pub fn poll_releasing(fds: &mut [nix::libc::pollfd], timeout_ms: i32, release: bool) {
-    // This function is far shorter than a page; two pages hold it wherever it starts.
-    let here = poll_releasing as *const () as usize & !(PAGE - 1);
-    let keep = (here, here + 2 * PAGE);
-    if let Some((ranges, n)) = release.then(|| startup_ranges(keep)).flatten() {
+    let released = release.then(|| {
+        // This function is far shorter than a page; two pages hold it wherever it starts.
+        let here = poll_releasing as *const () as usize & !(PAGE - 1);
+        startup_ranges((here, here + 2 * PAGE))
+    });
+    if let Some((ranges, n)) = released.flatten() {
         #[cfg(target_env = "gnu")]
         // SAFETY: single-threaded, no allocation in progress; only returns free heap pages.
         let _ = unsafe { nix::libc::malloc_trim(0) };

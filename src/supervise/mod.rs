@@ -98,10 +98,10 @@ impl Started {
     /// reports ParentDeath, for which `e` stands.
     fn failed_early(self, go: OwnedFd, e: Error) -> Error {
         drop(go);
-        let step = crate::report::receive(self.report);
+        let Started { pid, report } = self;
+        let step = crate::report::receive(report);
         // A traced child stops at its exit until the tracer lets it go: SIGKILL ends the stop.
-        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
-        let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
+        kill_and_reap(pid);
         match step {
             Ok(Some((step, errno))) if step != crate::report::Step::ParentDeath => {
                 Error::Confine { step, errno }
@@ -112,9 +112,13 @@ impl Started {
 
     /// The parent's own set-up failed: the server must not start (killed and reaped).
     pub fn abandon(self) {
-        let _ = crate::sys::kill_raw(self.pid.as_raw(), nix::libc::SIGKILL);
-        let _ = nix::sys::wait::waitpid(self.pid, Some(WaitPidFlag::__WALL));
+        kill_and_reap(self.pid);
     }
+}
+
+fn kill_and_reap(pid: Pid) {
+    let _ = crate::sys::kill_raw(pid.as_raw(), nix::libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, Some(WaitPidFlag::__WALL));
 }
 
 /// Fork a child that confines itself and execs the server; returns without waiting for the exec.
